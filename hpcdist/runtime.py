@@ -1,0 +1,230 @@
+"""MPI start-up, rank facts, abort-on-error and pre-emption signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+from mpi4py import MPI
+
+from .errors import CollectiveError
+
+#: Split the ranks of one machine into pretend nodes of this many ranks, so the
+#: hierarchical (between-node) code paths run on a laptop or a CI machine.
+RANKS_PER_NODE_ENV = "HPCDIST_RANKS_PER_NODE"
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """Where this process sits in the job."""
+
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+    node_index: int
+    num_nodes: int
+    host: str
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+
+class _Runtime:
+    """The state behind init(): communicators and the rank facts."""
+
+    def __init__(self, comm: MPI.Comm, ranks_per_node: int | None):
+        self.comm = comm
+        self.local_comm = _node_comm(comm, ranks_per_node)
+        leader = self.local_comm.rank == 0
+        self.leader_comm = comm.Split(0 if leader else MPI.UNDEFINED, comm.rank)
+        if leader:
+            facts = (self.leader_comm.rank, self.leader_comm.size)
+        else:
+            facts = None
+        node_index, num_nodes = self.local_comm.bcast(facts, root=0)
+        self.info = RankInfo(
+            rank=comm.rank,
+            size=comm.size,
+            local_rank=self.local_comm.rank,
+            local_size=self.local_comm.size,
+            node_index=node_index,
+            num_nodes=num_nodes,
+            host=socket.gethostname(),
+        )
+
+
+def _node_comm(comm: MPI.Comm, ranks_per_node: int | None) -> MPI.Comm:
+    shared = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    if not ranks_per_node:
+        return shared
+    if ranks_per_node < 1:
+        raise ValueError(f"ranks_per_node must be >= 1, got {ranks_per_node}")
+    return shared.Split(shared.rank // ranks_per_node, shared.rank)
+
+
+_runtime: _Runtime | None = None
+
+
+def init(
+    comm: MPI.Comm | None = None,
+    *,
+    abort_on_error: bool = True,
+    ranks_per_node: int | None = None,
+) -> RankInfo:
+    """Start hpcdist on `comm` (COMM_WORLD); calling it again returns the same facts.
+
+    `ranks_per_node` (or $HPCDIST_RANKS_PER_NODE) splits each machine into
+    pretend nodes of that many ranks. With `abort_on_error` an uncaught
+    exception on any rank prints the rank and traceback and aborts the job.
+    """
+    global _runtime
+    if _runtime is not None:
+        return _runtime.info
+    if ranks_per_node is None and os.environ.get(RANKS_PER_NODE_ENV):
+        ranks_per_node = int(os.environ[RANKS_PER_NODE_ENV])
+    _runtime = _Runtime(comm or MPI.COMM_WORLD, ranks_per_node)
+    if abort_on_error:
+        install_abort_hooks()
+    return _runtime.info
+
+
+def _get() -> _Runtime:
+    if _runtime is None:
+        init()
+    return _runtime
+
+
+def rank_info() -> RankInfo:
+    return _get().info
+
+
+def rank() -> int:
+    return _get().info.rank
+
+
+def size() -> int:
+    return _get().info.size
+
+
+def local_rank() -> int:
+    return _get().info.local_rank
+
+
+def local_size() -> int:
+    return _get().info.local_size
+
+
+def node_index() -> int:
+    return _get().info.node_index
+
+
+def host() -> str:
+    return _get().info.host
+
+
+def world_comm() -> MPI.Comm:
+    """The communicator hpcdist was started on."""
+    return _get().comm
+
+
+def local_comm() -> MPI.Comm:
+    """The ranks of this (possibly pretend) node."""
+    return _get().local_comm
+
+
+def leader_comm() -> MPI.Comm:
+    """Local rank 0 of every node; MPI.COMM_NULL on the other ranks."""
+    return _get().leader_comm
+
+
+# --- failure behaviour ------------------------------------------------------
+
+#: Seconds a rank with a CollectiveError waits before aborting, so the other
+#: ranks (raising the same error) can print theirs.
+COLLECTIVE_GRACE_S = 0.5
+
+
+def abort(message: str, exitcode: int = 1, grace_s: float = 0.0) -> None:
+    """Print `message` tagged with this rank and bring the whole job down."""
+    comm = MPI.COMM_WORLD
+    where = f"rank {comm.rank} of {comm.size} on {socket.gethostname()}"
+    sys.stderr.write(f"hpcdist: {where}: {message.rstrip()}\nhpcdist: aborting the job\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if grace_s:
+        time.sleep(grace_s)
+    if comm.size > 1:
+        comm.Abort(exitcode)
+    os._exit(exitcode)
+
+
+def _excepthook(exc_type, exc, tb) -> None:
+    if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    if isinstance(exc, CollectiveError):  # same error on every rank: the message says it all
+        abort(f"{exc_type.__name__}: {exc}", exitcode=1, grace_s=COLLECTIVE_GRACE_S)
+    text = "".join(traceback.format_exception(exc_type, exc, tb))
+    abort(f"uncaught exception\n{text}", exitcode=1)
+
+
+def _thread_excepthook(args) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    abort(f"uncaught exception in thread {name!r}\n{text}")
+
+
+def install_abort_hooks() -> None:
+    """Make an uncaught exception in any thread abort the whole MPI job."""
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+
+
+# --- pre-emption signals ----------------------------------------------------
+
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+class Preemption:
+    """Records SIGTERM/SIGUSR1 so the training loop can checkpoint and exit.
+
+    A signal handler cannot run MPI collectives; it only sets a flag. The
+    loop polls `requested` at step boundaries (and agrees across ranks).
+    """
+
+    def __init__(self):
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def _handler(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._event.set()
+
+    def install(self, names=PREEMPTION_SIGNALS) -> Preemption:
+        """Route `names` to this object (main thread only)."""
+        for name in names:
+            signal.signal(getattr(signal, name), self._handler)
+        return self
+
+    def uninstall(self, names=PREEMPTION_SIGNALS) -> None:
+        for name in names:
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+def catch_preemption(names=PREEMPTION_SIGNALS) -> Preemption:
+    """Install handlers for SLURM's pre-emption signals and return the flag."""
+    return Preemption().install(names)
