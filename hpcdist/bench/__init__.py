@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m hpcdist.bench {allreduce,reader,train} ...` (see docs/benchmarks.md)."""

@@ -1,0 +1,23 @@
+"""Dispatch `python -m hpcdist.bench NAME [args]` to hpcdist.bench.NAME.main(args)."""
+
+import sys
+from importlib import import_module
+
+BENCHMARKS = {
+    "allreduce": "gradient exchange against raw mpi4py (and torch gloo when installed)",
+    "reader": "input pipeline samples/s against a raw h5py read of the same shards",
+    "train": "one training step against PyTorch, and weak scaling of the full loop",
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+        lines = [f"  {name:<10} {what}" for name, what in BENCHMARKS.items()]
+        print("usage: python -m hpcdist.bench NAME [options]\n\nbenchmarks:\n" + "\n".join(lines))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return import_module(f"hpcdist.bench.{argv[0]}").main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
