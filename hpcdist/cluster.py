@@ -38,7 +38,7 @@ class ClusterSpec:
     Each value is a count or an explicit list of world ranks. A count of
     None for "worker" means "every rank left over". Counts are placed like
     this: ps tasks spread across nodes (one per node before a second on any
-    node), then chief, worker and evaluator on the remaining ranks in order.
+    node), evaluators on the last ranks, then chief and workers in rank order.
     """
 
     def __init__(self, jobs: Mapping[str, int | Sequence[int] | None]):
@@ -100,7 +100,10 @@ class ClusterSpec:
             by_spread = sorted(free, key=lambda r: (position[r], nodes[r], r))
             result["ps"] = sorted(by_spread[: counts["ps"]])
             free = [r for r in free if r not in result["ps"]]
-        for job in ("chief", "worker", "evaluator"):
+        if counts.get("evaluator"):  # evaluators take the last ranks
+            n = counts["evaluator"]
+            result["evaluator"], free = free[len(free) - n :], free[: len(free) - n]
+        for job in ("chief", "worker"):
             if job in counts and counts[job] is not None:
                 result[job], free = free[: counts[job]], free[counts[job] :]
         if "worker" in counts and counts["worker"] is None:

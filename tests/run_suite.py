@@ -53,9 +53,9 @@ def _run_echoing(cmd: list[str], env: dict, log: Path, timeout: float) -> int:
 
 
 def run_size(n: int, pytest_args: list[str], logdir: Path, timeout: float) -> tuple[int, dict]:
-    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "pytest", "--with-mpi"]
-    if n > 1:
-        cmd.append("--only-mpi")
+    # pytest-mpi: --with-mpi runs everything, --only-mpi just the tests marked mpi.
+    mode = "--with-mpi" if n == 1 else "--only-mpi"
+    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "pytest", mode]
     cmd += ["-p", "no:cacheprovider", *pytest_args]
     env = clean_env({"HPCDIST_RANK_LOGS": str(logdir / f"np{n}")})
     print(f"\n===== world size {n}: {' '.join(cmd[3:])}", flush=True)

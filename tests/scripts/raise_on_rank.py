@@ -1,0 +1,14 @@
+"""Raise on one rank only (argv[1]); the others wait in a barrier forever."""
+
+import sys
+import time
+
+import hpcdist
+from mpi4py import MPI
+
+hpcdist.init()
+if hpcdist.rank() == int(sys.argv[1]):
+    time.sleep(0.2)
+    raise RuntimeError("boom from the test script")
+MPI.COMM_WORLD.Barrier()  # would hang without the abort hook
+print("unreachable: barrier passed", flush=True)
