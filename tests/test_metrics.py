@@ -1,0 +1,149 @@
+"""Run-directory outputs: metrics.jsonl, atomic summary.json, curves PNG, progress lines."""
+
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from hpcdist import metrics
+from hpcdist.metrics import MetricsLogger, Progress, plot_curves, read_metrics, write_summary
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def epoch_records(n: int) -> list[dict]:
+    return [
+        {
+            "epoch": e,
+            "train_loss": 2.0 / (e + 1),
+            "val_loss": 2.2 / (e + 1),
+            "train_acc": 1 - 0.5 / (e + 1),
+            "val_acc": 1 - 0.6 / (e + 1),
+            "lr": 0.1,
+        }
+        for e in range(n)
+    ]
+
+
+def test_jsonl_lines_parse_and_match(tmp_path):
+    logged = epoch_records(4)
+    with MetricsLogger(tmp_path) as log:
+        for r in logged[:2]:
+            log.log(r)
+        # flushed at each log(): a reader sees the lines before close()
+        assert [
+            json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()
+        ] == logged[:2]
+        log.log(logged[2])
+    with MetricsLogger(tmp_path) as log:  # a resumed run appends
+        log.log({**logged[3], "lr": np.float32(0.1), "n": np.int64(3)})
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    assert [json.loads(x) for x in lines[:3]] == logged[:3]
+    last = json.loads(lines[3])
+    assert last["n"] == 3 and last["lr"] == pytest.approx(0.1) and last["epoch"] == 3
+
+
+def test_unserializable_record_writes_nothing(tmp_path):
+    with MetricsLogger(tmp_path) as log:
+        log.log({"epoch": 0})
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            log.log({"epoch": 1, "bad": object()})
+    assert read_metrics(tmp_path) == [{"epoch": 0}]
+
+
+def test_disabled_logger_writes_no_file(tmp_path):
+    log = MetricsLogger(tmp_path / "run", enabled=False)
+    log.log({"epoch": 0})
+    log.close()
+    assert not (tmp_path / "run").exists()
+
+
+def test_read_metrics_skips_torn_last_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\n{"epoch": 1}\n{"epo')
+    assert read_metrics(tmp_path) == [{"epoch": 0}, {"epoch": 1}]
+
+
+def test_summary_written_atomically(tmp_path, monkeypatch):
+    summary = {"best_val_acc": 0.93, "epochs": 5, "ranks": 4, "config": {"lr": 0.1}}
+    path = write_summary(tmp_path, summary)
+    assert path == tmp_path / "summary.json"
+    assert json.loads(path.read_text()) == summary
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(metrics.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        write_summary(tmp_path, {"best_val_acc": 0.1})
+    assert json.loads(path.read_text()) == summary  # the old summary is untouched
+    assert os.listdir(tmp_path) == ["summary.json"]  # and no temp file is left
+
+
+def test_plot_curves_writes_a_valid_png(tmp_path):
+    import matplotlib.image
+
+    with MetricsLogger(tmp_path) as log:
+        for r in epoch_records(6):
+            log.log(r)
+    path = plot_curves(tmp_path)
+    assert path == tmp_path / "curves.png"
+    data = path.read_bytes()
+    assert len(data) > 1000 and data[:8] == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.shape == (400, 1000, 4)  # figsize (10, 4) at 100 dpi, RGBA
+    assert image.min() < image.max()  # something was drawn
+
+
+def test_plot_curves_without_matplotlib_warns(tmp_path, monkeypatch):
+    MetricsLogger(tmp_path).log({"epoch": 0, "train_loss": 1.0})
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.warns(UserWarning, match="matplotlib is not available"):
+        assert plot_curves(tmp_path) is None
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_progress_plain_lines_every_tenth(tmp_path):
+    out = io.StringIO()
+    with Progress(50, "epoch 3", enabled=True, stream=out, every_s=1e9) as bar:
+        for i in range(50):
+            bar.update(loss=1.0 / (i + 1))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10  # at 5, 10, ..., 50 of 50
+    assert [line.split()[2] for line in lines] == [f"{5 * k}/50" for k in range(1, 11)]
+    assert lines[-1].startswith("epoch 3: 50/50 (100%)") and "loss=0.02" in lines[-1]
+
+
+def test_progress_time_based_and_final_line(monkeypatch):
+    out, clock = io.StringIO(), [0.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+    bar = Progress(1000, enabled=True, stream=out, every_s=5.0)
+    for _ in range(7):
+        clock[0] += 3.0
+        bar.update(1)
+    bar.close()  # 7/1000 was not shown yet: close prints it
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines] == ["2/1000", "4/1000", "6/1000", "7/1000"]
+    assert lines[0] == "2/1000 (0%) 0.3 it/s 6.0s"
+
+
+def test_progress_disabled_prints_nothing_and_non_tty_avoids_tqdm():
+    out = io.StringIO()
+    with Progress(10, enabled=False, stream=out) as bar:
+        bar.update(10)
+    assert out.getvalue() == ""
+    with Progress(10, enabled=True, stream=out) as bar:
+        assert bar._bar is None  # StringIO is not a terminal
+    assert out.getvalue().startswith("0/10 (0%)") and out.getvalue().count("\n") == 1
+
+
+def test_progress_uses_tqdm_when_asked():
+    pytest.importorskip("tqdm")
+    out = io.StringIO()
+    with Progress(20, "train", enabled=True, stream=out, use_tqdm=True) as bar:
+        assert bar._bar is not None
+        bar.update(20, loss=0.5)
+    assert "train" in out.getvalue() and "20/20" in out.getvalue()
