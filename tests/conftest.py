@@ -23,6 +23,7 @@ def pytest_configure(config):
         _redirect_to_log(os.path.join(logs, f"rank{WORLD.rank}.log"))
     if WORLD.size > 1 and not config.option.basetemp:
         # Ranks must not race over one numbered temp dir.
+        os.makedirs("/tmp/pytest-hpcdist", exist_ok=True)
         config.option.basetemp = f"/tmp/pytest-hpcdist/np{WORLD.size}-rank{WORLD.rank}-{os.getpid()}"
 
 
