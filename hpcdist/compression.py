@@ -1,0 +1,135 @@
+"""Wire compression for gradient exchange: compress(x) -> (wire, ctx); decompress(wire, ctx)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import get_array_module, is_cupy
+
+#: fp16 contributions are scaled by a power of two so that their largest
+#: magnitude lands at or below this (fp16 max is 65504): no finite value
+#: becomes inf, and small gradients stay out of the subnormal range.
+FP16_TARGET_MAX = 2.0**14
+
+
+class Compressor:
+    """Turns a float array into its wire form and back; the sum is always taken wider.
+
+    `compress`/`decompress` are the public pair. The exchange uses the parts:
+    `scale_for(x)` (a power of two, agreed per contribution), `encode(x, scale)`
+    and `decode(wire, dtype, scale)`.
+    """
+
+    name = "none"
+    wire_itemsize: int | None = None  # None: the wire keeps the array's dtype
+
+    def wire_dtype(self, dtype):
+        """The dtype of the wire form of an array of `dtype`."""
+        return np.dtype(dtype)
+
+    def scale_for(self, x) -> float:
+        """A power-of-two factor applied before the cast (1.0 where the range is fine)."""
+        return 1.0
+
+    def encode(self, x, scale: float = 1.0):
+        """x * scale in the wire dtype (a new array)."""
+        return x
+
+    def decode(self, wire, dtype, scale: float = 1.0):
+        """The wire array back in `dtype`, divided by scale (a new array)."""
+        return wire
+
+    def compress(self, x):
+        """Return (wire, ctx): the wire array and what decompress needs to undo it."""
+        if self.wire_itemsize is None or np.dtype(x.dtype).kind != "f":
+            return x, None
+        scale = self.scale_for(x)
+        return self.encode(x, scale), (x.dtype, scale)
+
+    def decompress(self, wire, ctx):
+        """Return the array compress() was given, up to rounding."""
+        return wire if ctx is None else self.decode(wire, *ctx)
+
+
+class FP16Compressor(Compressor):
+    """IEEE half precision with a power-of-two scale per contribution (no silent inf)."""
+
+    name = "fp16"
+    wire_itemsize = 2
+
+    def wire_dtype(self, dtype):
+        return np.dtype(np.float16)
+
+    def scale_for(self, x) -> float:
+        if x.size == 0:
+            return 1.0
+        xp = get_array_module(x)
+        top = max(abs(float(xp.max(x))), abs(float(xp.min(x))))
+        if not math.isfinite(top) or top == 0.0:
+            return 1.0  # inf/nan travel as themselves and are reported after the sum
+        return 2.0 ** math.floor(math.log2(FP16_TARGET_MAX / top))
+
+    def encode(self, x, scale: float = 1.0):
+        xp = get_array_module(x)
+        return (x * x.dtype.type(scale) if scale != 1.0 else x).astype(xp.float16)
+
+    def decode(self, wire, dtype, scale: float = 1.0):
+        out = wire.astype(dtype)
+        if scale != 1.0:
+            out *= np.dtype(dtype).type(1.0 / scale)
+        return out
+
+
+class BF16Compressor(Compressor):
+    """bfloat16 (float32's range, 8 bits of mantissa); ml_dtypes on the host, bit ops on GPU."""
+
+    name = "bf16"
+    wire_itemsize = 2
+
+    def wire_dtype(self, dtype):
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+
+    def encode(self, x, scale: float = 1.0):
+        if scale != 1.0:
+            x = x * x.dtype.type(scale)
+        if is_cupy(x):  # cupy has no bfloat16: round-to-nearest-even on the bits
+            xp = get_array_module(x)
+            u = x.astype(xp.float32).view(xp.uint32)
+            u = u + xp.uint32(0x7FFF) + ((u >> 16) & xp.uint32(1))
+            return (u >> 16).astype(xp.uint16)
+        return x.astype(self.wire_dtype(x.dtype))
+
+    def decode(self, wire, dtype, scale: float = 1.0):
+        if is_cupy(wire):
+            xp = get_array_module(wire)
+            out = (wire.view(xp.uint16).astype(xp.uint32) << 16).view(xp.float32).astype(dtype)
+        else:
+            out = wire.astype(dtype)
+        if scale != 1.0:
+            out *= np.dtype(dtype).type(1.0 / scale)
+        return out
+
+
+class Compression:
+    """The compressors, Horovod-style: `Compression.none`, `.fp16`, `.bf16`."""
+
+    none = Compressor()
+    fp16 = FP16Compressor()
+    bf16 = BF16Compressor()
+
+    @classmethod
+    def get(cls, value) -> Compressor:
+        """A Compressor from an instance or its name ("none", "fp16", "bf16")."""
+        if isinstance(value, Compressor):
+            return value
+        if value is None:
+            return cls.none
+        if isinstance(value, str) and value.lower() in ("none", "fp16", "bf16"):
+            return getattr(cls, value.lower())
+        raise ValueError(
+            f"compression must be Compression.none/fp16/bf16 or its name, got {value!r}"
+        )

@@ -1,0 +1,331 @@
+"""AllreduceExchange: fused, shared-memory, overlapped, compressed gradient averaging."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import runtime
+from ..backend import is_cupy
+from ..compression import Compression
+from ..errors import ExchangeError, ExchangeTimeoutError, NonFiniteGradientError
+from .base import Exchange, ExchangeStats, SyncInfo
+from .buckets import DEFAULT_BUCKET_BYTES, BucketLayout
+from .gpu import DeviceStaging
+from .mpi import MpiSum
+from .safety import ArrivalCheck, Deadline, default_timeout, describe, is_finite_sum
+from .shm import FINAL, NodeGroup, ShmReducer
+
+#: Buckets smaller than this go through the library's Iallreduce (measured crossover).
+SMALL_BUCKET_BYTES = 32 << 10
+#: Bucket sizes autotune tries, a few steps each, before keeping the fastest.
+AUTOTUNE_CANDIDATES = (1 << 20, 4 << 20, 16 << 20, 64 << 20)
+AUTOTUNE_TRIALS = 3
+
+
+class AllreduceExchange(Exchange):
+    """Average gradients over `comm` with fused buckets living in a shared window.
+
+    Gradients returned by attach() are views into this rank's part of an MPI-3
+    shared window (numpy), or device slabs staged through it (cupy). See
+    hpcdist.exchange.base for the interface and docs/exchange.md for the rest.
+    """
+
+    def __init__(
+        self,
+        comm: MPI.Comm | None = None,
+        compression=Compression.none,
+        bucket_bytes: int | None = None,
+        error_feedback: bool = False,
+        check_every: int = 1,
+        timeout: float | None = None,
+        skip_nonfinite: bool = False,
+        op: str = "average",
+        autotune: bool = False,
+        small_bytes: int = SMALL_BUCKET_BYTES,
+        on_timeout: str = "abort",
+    ):
+        if op not in ("sum", "average"):
+            raise ValueError(f"op must be 'sum' or 'average', got {op!r}")
+        if on_timeout not in ("abort", "raise"):
+            raise ValueError(f"on_timeout must be 'abort' or 'raise', got {on_timeout!r}")
+        if check_every < 0:
+            raise ValueError(f"check_every must be >= 0 (0: only at attach), got {check_every}")
+        self.comm = (comm or runtime.world_comm()).Dup()
+        self.comp = Compression.get(compression)
+        self.bucket_bytes = int(bucket_bytes or DEFAULT_BUCKET_BYTES)
+        self.error_feedback, self.check_every = error_feedback, check_every
+        self.timeout = default_timeout() if timeout is None else float(timeout)
+        self.skip_nonfinite, self.op, self.on_timeout = skip_nonfinite, op, on_timeout
+        self.autotune, self.small_bytes = autotune, small_bytes
+        self.arrival = ArrivalCheck(self.comm)
+        self._stats = ExchangeStats()
+        self._call, self._in_call = 0, False
+        self.layout = self.reducer = self.group = self.staging = None
+        self._residuals: list = []
+        self.check_at_attach = True
+
+    # --- set-up ---------------------------------------------------------
+    def attach(self, params: list) -> list:
+        if self.layout is not None:
+            raise ExchangeError("attach() was already called on this exchange")
+        params = list(params)
+        self._lines = describe(params, self.op, self.comp.name)
+        if self.check_at_attach:
+            self._check(0)
+        slots_bytes = (
+            min([self.bucket_bytes, *AUTOTUNE_CANDIDATES]) if self.autotune else self.bucket_bytes
+        )
+        self.layout = BucketLayout(
+            [p.shape for p in params], [p.dtype for p in params], slots_bytes
+        )
+        slots = max(len(self.layout.buckets), 1)
+        self.layout.cut(AUTOTUNE_CANDIDATES[0] if self.autotune else self.bucket_bytes)
+        self._trials = list(AUTOTUNE_CANDIDATES) if self.autotune else []
+        self.group = NodeGroup(self.comm)
+        self.reducer = ShmReducer(self.group, self.layout, self.comp, slots)
+        region = self.reducer.shared.regions[self.group.node.rank]
+        gpu = bool(params) and is_cupy(params[0])
+        if gpu:
+            self.staging = DeviceStaging(self.layout, self.reducer, self.comp)
+        self.grads = [
+            self.staging.view(i) if gpu else self.layout.view(region, i) for i in range(len(params))
+        ]
+        region[...] = 0  # padding between tensors must hold zeros: it is summed too
+        if self.error_feedback and self.comp.wire_itemsize:
+            xp = self.staging.xp if gpu else np
+            self._residuals = [xp.zeros(s.size, dtype=s.dtype) for s in self.layout.slabs]
+        self._ready = np.zeros(len(params), dtype=bool)
+        self._reset_call()
+        return self.grads
+
+    def _reset_call(self) -> None:
+        self._pending = list(self.layout.buckets)  # not yet started, in bucket order
+        self._active: dict = {}
+        self._waits: dict = {}
+        self._mpi_nonfinite = False
+        self._ready[:] = False
+        self._in_call = False
+
+    def _strategy(self, b) -> str:
+        if self.comm.size == 1:
+            return "local"
+        nbytes = b.size * self.layout.slabs[b.slab].dtype.itemsize
+        return (
+            "mpi"
+            if nbytes < self.small_bytes or (self.staging and self.staging.cuda_aware)
+            else "shm"
+        )
+
+    # --- one call -------------------------------------------------------
+    def _begin_call(self) -> None:
+        if not self._in_call:
+            self._in_call = True
+            self._call += 1
+            self._t0 = time.perf_counter()
+            order = [b.index for b in self.layout.buckets if self._strategy(b) == "shm"]
+            self.reducer.new_call(order)
+
+    def gradient_ready(self, i: int) -> None:
+        """Mark gradient i final; start every bucket, in order, whose gradients all are."""
+        self._require_attached()
+        self._begin_call()
+        self._ready[i] = True
+        while self._pending and self._ready[self._pending[0].params].all():
+            self._start(self._pending.pop(0))
+        self._progress()
+
+    def synchronize(self) -> SyncInfo:
+        """Average every gradient over comm in place; return wire bytes, seconds, non-finite."""
+        self._require_attached()
+        self._begin_call()
+        deadline = Deadline(self.timeout)
+        try:
+            if self.check_every and (self._call == 1 or self._call % self.check_every == 0):
+                self._check(self._call)
+            while self._pending:
+                self._start(self._pending.pop(0))
+            while self._active:
+                if self._progress():
+                    deadline.reset_backoff()
+                elif deadline.expired():
+                    self._timed_out()
+                else:
+                    deadline.pause()
+        except ExchangeTimeoutError as exc:
+            self._fail(exc)
+        return self._finish_call()
+
+    def _start(self, b) -> None:
+        kind = self._strategy(b)
+        residual = self._residuals[b.slab][b.start : b.stop] if self._residuals else None
+        inv = 1.0 / self.comm.size if self.op == "average" else 1.0
+        if self.staging is not None:
+            gen = self.staging.run(b, self._call, kind, inv, self.comm, residual)
+        elif kind == "shm":
+            res = self._residuals[b.slab] if self._residuals else None
+            gen = self.reducer.reduce(b, self._call, inv, res)
+        else:
+            gen = self._mpi_bucket(b, kind, inv, residual)
+        self._active[b.index] = gen
+        self._step(b.index)
+
+    def _mpi_bucket(self, b, kind: str, inv: float, residual):
+        buf = self.reducer.grads(self.group.node.rank, b.slab)[b.start : b.stop]
+        if kind == "mpi":
+            op = MpiSum(self.comm, buf, self.comp, residual).start()
+            while not op.progress():
+                yield "mpi", b, []
+        if inv != 1.0:
+            buf *= buf.dtype.type(inv)
+        return not is_finite_sum(buf)
+
+    def _step(self, index: int) -> bool:
+        try:
+            self._waits[index] = next(self._active[index])
+            return False
+        except StopIteration as stop:
+            self._mpi_nonfinite |= bool(stop.value)
+            del self._active[index]
+            self._waits.pop(index, None)
+            return True
+
+    def _progress(self) -> bool:
+        return any([self._step(i) for i in list(self._active)])
+
+    def _finish_call(self) -> SyncInfo:
+        call = self._call
+        nonfinite = self._mpi_nonfinite or any(
+            self.reducer.nonfinite(b, call) for b in self.layout.buckets
+        )
+        seconds = time.perf_counter() - self._t0
+        info = SyncInfo(
+            self._wire_bytes(),
+            seconds,
+            nonfinite,
+            nonfinite and self.skip_nonfinite,
+            len(self.layout.buckets),
+        )
+        st = self._stats
+        st.calls += 1
+        st.wire_bytes += info.wire_bytes
+        st.payload_bytes += self.layout.nbytes
+        st.seconds += seconds
+        st.skipped += int(info.skip)
+        if self._trials:
+            self._autotune_step(seconds)
+        self._reset_call()
+        if nonfinite and not self.skip_nonfinite:
+            raise NonFiniteGradientError(
+                f"exchange call {call}: the averaged gradients hold NaN or inf (on some rank's "
+                f"input); pass skip_nonfinite=True to skip such steps instead"
+            )
+        return info
+
+    def _wire_bytes(self) -> int:
+        """Bytes this rank sends per call: 2(p-1)/p of each bucket at the wire width."""
+        total, p = 0, self.comm.size
+        for b in self.layout.buckets:
+            dt = self.layout.slabs[b.slab].dtype
+            width = (
+                self.comp.wire_itemsize
+                if self.comp.wire_itemsize and dt.kind == "f"
+                else dt.itemsize
+            )
+            if self._strategy(b) == "shm" and self.group.num_nodes > 1:
+                n, m = self.group.node.size, self.group.num_nodes
+                total += 2 * (n - 1) * b.size * width // n
+                if self.group.node.rank == 0:
+                    total += 2 * (m - 1) * b.size * width // m
+            else:
+                total += 2 * (p - 1) * b.size * width // p
+        return total
+
+    def _autotune_step(self, seconds: float) -> None:
+        worst = self.comm.allreduce(seconds, op=MPI.MAX)
+        self._stats.history.append((self.layout.bucket_bytes, worst))
+        if (
+            len([h for h in self._stats.history if h[0] == self.layout.bucket_bytes])
+            < AUTOTUNE_TRIALS
+        ):
+            return
+        self._trials.pop(0)
+        if self._trials:
+            nxt = self._trials[0]
+        else:
+            per = {}
+            for size, t in self._stats.history:
+                per[size] = min(t, per.get(size, t))
+            nxt = min(per, key=per.get)
+        node = self.group.node
+        node.Barrier()  # every bucket of the old cut is finished on this node
+        self.layout.cut(nxt)
+        if node.rank == 0:
+            self.reducer.flags[:, FINAL, :] = self._call  # FINAL: the new slots start clean
+        node.Barrier()
+        self.bucket_bytes = nxt
+
+    # --- safety ---------------------------------------------------------
+    def _check(self, call: int) -> None:
+        try:
+            self.arrival.check(call, self._lines, self.timeout)
+        except ExchangeTimeoutError as exc:
+            self._fail(exc)
+
+    def _timed_out(self) -> None:
+        waits = [
+            self.reducer.describe(w)
+            if w[0] != "mpi"
+            else f"bucket {w[1].index}: the library allreduce over all {self.comm.size} ranks"
+            for w in self._waits.values()
+        ]
+        raise ExchangeTimeoutError(
+            f"exchange call {self._call} timed out after {self.timeout:g} s; waiting for "
+            + "; ".join(waits[:4])
+            + (f" (+{len(waits) - 4} more)" if len(waits) > 4 else "")
+        )
+
+    def _fail(self, exc: ExchangeTimeoutError) -> None:
+        if self.on_timeout == "abort":
+            runtime.abort(f"{type(exc).__name__}: {exc}", exitcode=1, grace_s=1.0)
+        raise exc
+
+    def _require_attached(self) -> None:
+        if self.layout is None:
+            raise ExchangeError("call attach(params) before exchanging gradients")
+
+    # --- the rest of the interface -----------------------------------------
+    def broadcast_parameters(self, arrays: list, root: int = 0) -> None:
+        from .flat import broadcast_into
+
+        broadcast_into(list(arrays), root, self.comm, self.timeout)
+
+    def state_dict(self) -> dict:
+        from ..backend import to_numpy
+
+        return {f"residual_{i}": to_numpy(r).copy() for i, r in enumerate(self._residuals)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, r in enumerate(self._residuals):
+            key = f"residual_{i}"
+            if key not in state or state[key].shape != r.shape:
+                raise ValueError(f"state_dict has no {key} of shape {r.shape}")
+            r[...] = state[key] if not is_cupy(r) else self.staging.xp.asarray(state[key])
+
+    @property
+    def stats(self) -> ExchangeStats:
+        return self._stats
+
+    def close(self) -> None:
+        if self.staging is not None:
+            self.staging.free()
+            self.staging = None
+        if self.reducer is not None:
+            self.reducer.free()
+            self.group.free()
+            self.reducer = None
+        if self.comm != MPI.COMM_NULL:
+            self.arrival.comm.Free()
+            self.comm.Free()

@@ -1,0 +1,278 @@
+"""Node reduction in an MPI-3 shared window (each rank sums a slice); leaders go between nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from .. import runtime
+from ..compression import Compressor
+from .buckets import ALIGN_BYTES, Bucket, BucketLayout, _align
+from .mpi import MpiSum
+from .safety import is_finite_sum
+
+#: Elements summed per pass (1 MiB of float32): the partial sum stays in cache.
+CHUNK = 1 << 18
+
+# Flag kinds in the control block: flags[bucket, kind, local rank] = call number.
+ARRIVED, STAGED, REDUCED, FINAL, NONFINITE, LEADER = range(6)
+_KIND_NAMES = [
+    "arrive",
+    "stage its node sum",
+    "reduce its slice",
+    "finish",
+    "",
+    "finish the sum between nodes",
+]
+
+
+class NodeGroup:
+    """The ranks of `comm` on this (pretend) node, and one leader per node."""
+
+    def __init__(self, comm: MPI.Comm):
+        runtime.init()
+        shared = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+        # runtime's node index also splits a machine into HPCDIST_RANKS_PER_NODE pretend nodes
+        self.node = shared.Split(runtime.node_index(), comm.rank)
+        shared.Free()
+        leader = self.node.rank == 0
+        self.leaders = comm.Split(0 if leader else MPI.UNDEFINED, comm.rank)
+        self.num_nodes = self.node.bcast(self.leaders.size if leader else None, root=0)
+        self.comm_ranks = self.node.allgather(comm.rank)  # local rank -> rank in comm
+        self.size = comm.size
+
+    def free(self) -> None:
+        for c in (self.node, self.leaders):
+            if c != MPI.COMM_NULL:
+                c.Free()
+
+
+class SharedRegions:
+    """One shared window: a byte region per local rank, and a control block on rank 0."""
+
+    def __init__(self, node: MPI.Comm, nbytes: int, slots: int):
+        self.n = node.size
+        self.flag_shape = (slots, 6, self.n)
+        self.scale_shape = (slots, 2, self.n)  # contribution scale, result scale
+        ctrl = 8 * (int(np.prod(self.flag_shape)) + int(np.prod(self.scale_shape)))
+        mine = _align(max(nbytes, 1)) + (ctrl if node.rank == 0 else 0)
+        info = MPI.Info.Create()
+        info.Set("alloc_shared_noncontig", "true")
+        self.win = MPI.Win.Allocate_shared(mine, 1, info, comm=node)
+        info.Free()
+        self.regions = []
+        for r in range(self.n):
+            buf, _ = self.win.Shared_query(r)
+            self.regions.append(np.frombuffer(buf, dtype=np.uint8))
+        tail = self.regions[0][_align(max(nbytes, 1)) :]
+        nflags = int(np.prod(self.flag_shape))
+        self.flags = tail[: 8 * nflags].view(np.int64).reshape(self.flag_shape)
+        self.scales = tail[8 * nflags : ctrl].view(np.float64).reshape(self.scale_shape)
+        if node.rank == 0:
+            self.flags[...] = 0
+            self.scales[...] = 1.0
+        self.regions = [r[:nbytes] for r in self.regions]
+        self.win.Lock_all(MPI.MODE_NOCHECK)
+        node.Barrier()
+
+    def fence(self) -> None:
+        """Memory barrier between our writes and the flags the others read."""
+        self.win.Sync()
+
+    def free(self) -> None:
+        self.win.Unlock_all()
+        self.win.Free()
+
+
+class ShmReducer:
+    """Sums buckets of gradients that live in the shared regions, in place.
+
+    Rank j of the node sums slice j of the bucket over all local regions
+    (16-bit wire contributions are decoded and summed in the gradient's
+    precision). On one node rank j writes the slice back to every region.
+    Between nodes, the slices are staged in local rank 0's region, the node
+    leaders sum them with MPI (MpiSum), and rank j copies slice j back out.
+    """
+
+    def __init__(self, group: NodeGroup, layout: BucketLayout, comp: Compressor, slots: int):
+        self.group, self.layout, self.comp = group, layout, comp
+        self.me, self.n = group.node.rank, group.node.size
+        self.grad_bytes = _align(layout.nbytes)
+        wire = layout.wire_nbytes(comp.wire_itemsize) if comp.wire_itemsize else 0
+        self.shared = SharedRegions(group.node, self.grad_bytes + wire, slots)
+        self.flags, self.scales = self.shared.flags, self.shared.scales
+        self._leader_order, self._leader_turn = [], 0
+
+    def compressed(self, s: int) -> bool:
+        """Slab s travels in 16 bits (floating slabs under a 16-bit compressor)."""
+        return self.comp.wire_itemsize is not None and self.layout.slabs[s].dtype.kind == "f"
+
+    def grads(self, r: int, s: int) -> np.ndarray:
+        return self.layout.slab_view(self.shared.regions[r][: self.grad_bytes], s)
+
+    def wire(self, r: int, s: int) -> np.ndarray:
+        dtype = self.comp.wire_dtype(self.layout.slabs[s].dtype)
+        return self.layout.wire_view(self.shared.regions[r][self.grad_bytes :], s, dtype)
+
+    def my_slice(self, b: Bucket, j: int | None = None) -> tuple[int, int]:
+        j = self.me if j is None else j
+        step = _align(-(-b.size // self.n) * 8, ALIGN_BYTES) // 8
+        return min(b.start + j * step, b.stop), min(b.start + (j + 1) * step, b.stop)
+
+    def new_call(self, order: list[int]) -> None:
+        """A new exchange call will reduce these buckets here, in this order."""
+        self._leader_order, self._leader_turn = order, 0
+
+    def _set(self, b: Bucket, kind: int, call: int, col: int | None = None) -> None:
+        self.shared.fence()
+        self.flags[b.index, kind, self.me if col is None else col] = call
+
+    def _wait(self, b: Bucket, kind: int, call: int, cols=None):
+        """Yield (what, missing local ranks) until the flags of `cols` reach `call`."""
+        flags = self.flags[b.index, kind]
+        cols = range(self.n) if cols is None else cols
+        while (flags < call).any() if len(cols) == self.n else any(flags[i] < call for i in cols):
+            yield kind, b, [i for i in cols if flags[i] < call]
+        self.shared.fence()
+
+    def describe(self, wait) -> str:
+        kind, b, missing = wait
+        ranks = [self.group.comm_ranks[i] for i in missing]
+        if kind == LEADER and not ranks:
+            return f"bucket {b.index}: the sum between node leaders (on other nodes)"
+        return f"bucket {b.index}: rank(s) {ranks} to {_KIND_NAMES[kind]} (node-local wait)"
+
+    def reduce(self, b: Bucket, call: int, inv: float, residual=None, contributed=False):
+        """Generator: reduce bucket b for exchange call `call`; yields while waiting."""
+        s = b.slab
+        if self.compressed(s) and not contributed:
+            if self.me == 0:
+                yield from self._wait(b, FINAL, call - 1)
+            self.contribute(b, residual)
+        self._set(b, ARRIVED, call)
+        yield from self._wait(b, ARRIVED, call)
+        lo, hi = self.my_slice(b)
+        if self.group.num_nodes == 1 and not self.compressed(s):
+            if not self._sum_in_place(s, lo, hi, inv):  # the fast path: one pass, in cache
+                self._set(b, NONFINITE, call)
+        else:
+            acc = self._sum_slice(b, lo, hi)
+            if self.group.num_nodes > 1:
+                yield from self._between_nodes(b, call, acc, lo, hi)
+                acc = self.grads(0, s)[lo:hi].copy()
+            if inv != 1.0:
+                acc *= acc.dtype.type(inv)
+            if not is_finite_sum(acc):
+                self._set(b, NONFINITE, call)
+            self._deliver(b, acc, lo, hi)
+        self._set(b, REDUCED, call)
+        yield from self._wait(b, REDUCED, call)
+        if self.compressed(s):
+            self._decode_result(b)
+            self._set(b, FINAL, call)
+
+    def _between_nodes(self, b: Bucket, call: int, acc: np.ndarray, lo: int, hi: int):
+        """Stage the node sums in local rank 0's region; the leader sums them over nodes."""
+        self.grads(0, b.slab)[lo:hi] = acc
+        self._set(b, STAGED, call)
+        if self.me == 0:
+            yield from self._wait(b, STAGED, call)
+            while (
+                self._leader_order[self._leader_turn] != b.index
+            ):  # post in the same order on every leader
+                yield LEADER, b, []
+            buf = self.grads(0, b.slab)[b.start : b.stop]
+            op = MpiSum(self.group.leaders, buf, self.comp).start()
+            self._leader_turn += 1
+            while not op.progress():
+                yield LEADER, b, []
+            self._set(b, LEADER, call, col=0)
+        yield from self._wait(b, LEADER, call, cols=[0])
+
+    def contribute(self, b: Bucket, residual=None, scale=None) -> None:
+        """Put this rank's bucket on the wire area (16-bit), with error feedback."""
+        g = self.grads(self.me, b.slab)[b.start : b.stop]
+        if residual is not None:
+            g += residual[b.start : b.stop]
+        scale = self.comp.scale_for(g) if scale is None else scale
+        wire = self.wire(self.me, b.slab)[b.start : b.stop]
+        wire[...] = self.comp.encode(g, scale) if scale != 1.0 else g
+        if residual is not None:
+            residual[b.start : b.stop] = g - self.comp.decode(wire, g.dtype, scale)
+        self.scales[b.index, 0, self.me] = scale
+
+    def _sum_in_place(self, s: int, lo: int, hi: int, inv: float) -> bool:
+        """Sum slice [lo, hi) over the regions and write it back to all; False on NaN/inf."""
+        dtype = self.layout.slabs[s].dtype
+        acc = np.empty(min(CHUNK, hi - lo), dtype=dtype)
+        regions = [self.grads(r, s) for r in range(self.n)]
+        finite = True
+        for c in range(lo, hi, CHUNK):
+            parts = [g[c : min(c + CHUNK, hi)] for g in regions]
+            out = acc[: len(parts[0])]
+            if self.n == 1:
+                out[...] = parts[0]
+            else:
+                np.add(parts[0], parts[1], out=out)
+            for p in parts[2:]:
+                np.add(out, p, out=out)
+            if inv != 1.0:
+                out *= dtype.type(inv)
+            finite = finite and is_finite_sum(out)
+            for p in parts:
+                p[...] = out
+        return finite
+
+    def _sum_slice(self, b: Bucket, lo: int, hi: int) -> np.ndarray:
+        s = b.slab
+        dtype = self.layout.slabs[s].dtype
+        acc = np.empty(hi - lo, dtype=dtype)
+        if self.compressed(s):
+            for r in range(self.n):
+                part = self.wire(r, s)[lo:hi]
+                scale = self.scales[b.index, 0, r]
+                if r == 0:
+                    acc[...] = part
+                    if scale != 1.0:
+                        acc *= dtype.type(1.0 / scale)
+                else:
+                    acc += self.comp.decode(part, dtype, scale) if scale != 1.0 else part
+            return acc
+        for c in range(0, hi - lo, CHUNK):
+            parts = [self.grads(r, s)[lo + c : min(lo + c + CHUNK, hi)] for r in range(self.n)]
+            out = acc[c : c + len(parts[0])]
+            if self.n == 1:
+                out[...] = parts[0]
+            else:
+                np.add(parts[0], parts[1], out=out)
+            for p in parts[2:]:
+                np.add(out, p, out=out)
+        return acc
+
+    def _deliver(self, b: Bucket, acc: np.ndarray, lo: int, hi: int) -> None:
+        """Slice j of the result to every rank: float32 into the regions, or 16-bit into wire 0."""
+        s = b.slab
+        if self.compressed(s):
+            scale = self.comp.scale_for(acc)
+            self.wire(0, s)[lo:hi] = self.comp.encode(acc, scale) if scale != 1.0 else acc
+            self.scales[b.index, 1, self.me] = scale
+            return
+        for r in range(self.n):
+            self.grads(r, s)[lo:hi] = acc
+
+    def _decode_result(self, b: Bucket) -> None:
+        s = b.slab
+        g = self.grads(self.me, s)
+        for j in range(self.n):
+            lo, hi = self.my_slice(b, j)
+            scale = self.scales[b.index, 1, j]
+            part = self.wire(0, s)[lo:hi]
+            g[lo:hi] = part
+            if scale != 1.0:
+                g[lo:hi] *= g.dtype.type(1.0 / scale)
+
+    def nonfinite(self, b: Bucket, call: int) -> bool:
+        return bool((self.flags[b.index, NONFINITE] == call).any())
+
+    def free(self) -> None:
+        self.shared.free()
