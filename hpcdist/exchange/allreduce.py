@@ -14,7 +14,7 @@ from ..errors import ExchangeError, ExchangeTimeoutError, NonFiniteGradientError
 from .base import Exchange, ExchangeStats, SyncInfo
 from .buckets import DEFAULT_BUCKET_BYTES, BucketLayout
 from .gpu import DeviceStaging
-from .mpi import MpiSum
+from .mpi import MpiSum, Turns
 from .safety import ArrivalCheck, Deadline, default_timeout, describe, is_finite_sum
 from .shm import FINAL, NodeGroup, ShmReducer
 
@@ -66,6 +66,7 @@ class AllreduceExchange(Exchange):
         self.layout = self.reducer = self.group = self.staging = None
         self._residuals: list = []
         self.check_at_attach = True
+        self.turns = Turns()  # posting order of the "mpi" buckets on self.comm
 
     # --- set-up ---------------------------------------------------------
     def attach(self, params: list) -> list:
@@ -125,8 +126,9 @@ class AllreduceExchange(Exchange):
             self._in_call = True
             self._call += 1
             self._t0 = time.perf_counter()
-            order = [b.index for b in self.layout.buckets if self._strategy(b) == "shm"]
-            self.reducer.new_call(order)
+            kinds = [(b.index, self._strategy(b)) for b in self.layout.buckets]
+            self.reducer.new_call([i for i, k in kinds if k == "shm"])
+            self.turns.reset([i for i, k in kinds if k == "mpi"])
 
     def gradient_ready(self, i: int) -> None:
         """Mark gradient i final; start every bucket, in order, whose gradients all are."""
@@ -163,7 +165,7 @@ class AllreduceExchange(Exchange):
         residual = self._residuals[b.slab][b.start : b.stop] if self._residuals else None
         inv = 1.0 / self.comm.size if self.op == "average" else 1.0
         if self.staging is not None:
-            gen = self.staging.run(b, self._call, kind, inv, self.comm, residual)
+            gen = self.staging.run(b, self._call, kind, inv, self.comm, residual, self.turns)
         elif kind == "shm":
             res = self._residuals[b.slab] if self._residuals else None
             gen = self.reducer.reduce(b, self._call, inv, res)
@@ -175,9 +177,9 @@ class AllreduceExchange(Exchange):
     def _mpi_bucket(self, b, kind: str, inv: float, residual):
         buf = self.reducer.grads(self.group.node.rank, b.slab)[b.start : b.stop]
         if kind == "mpi":
-            op = MpiSum(self.comm, buf, self.comp, residual).start()
-            while not op.progress():
-                yield "mpi", b, []
+            yield from self.turns.run(
+                b.index, MpiSum(self.comm, buf, self.comp, residual), ("mpi", b, [])
+            )
         if inv != 1.0:
             buf *= buf.dtype.type(inv)
         return not is_finite_sum(buf)
@@ -281,11 +283,21 @@ class AllreduceExchange(Exchange):
             else f"bucket {w[1].index}: the library allreduce over all {self.comm.size} ranks"
             for w in self._waits.values()
         ]
-        raise ExchangeTimeoutError(
+        more = f" (+{len(waits) - 3} more)" if len(waits) > 3 else ""
+        text = (
             f"exchange call {self._call} timed out after {self.timeout:g} s; waiting for "
-            + "; ".join(waits[:4])
-            + (f" (+{len(waits) - 4} more)" if len(waits) > 4 else "")
+            + "; ".join(waits[:3])
+            + more
         )
+        # Who is missing? The ranks that timed out meet in an arrival check; absentees are named.
+        try:
+            self.arrival.check(
+                self._call, self._lines, min(self.timeout, max(2.0, self.timeout / 5))
+            )
+            text += "; every rank reached the diagnosis, so the stall is inside MPI"
+        except ExchangeError as diag:
+            text += f". Diagnosis: {diag}"
+        raise ExchangeTimeoutError(text)
 
     def _fail(self, exc: ExchangeTimeoutError) -> None:
         if self.on_timeout == "abort":

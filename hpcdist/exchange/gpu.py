@@ -57,20 +57,16 @@ class DeviceStaging:
         s, start = self.layout.where[i]
         return self.slabs[s][start : start + self.layout.sizes[i]].reshape(self.layout.shapes[i])
 
-    def run(self, b, call: int, kind: str, inv: float, comm: MPI.Comm, residual):
+    def run(self, b, call: int, kind: str, inv: float, comm: MPI.Comm, residual, turns):
         """Generator: exchange bucket b; returns True when the result is not finite."""
         dev = self.slabs[b.slab][b.start : b.stop]
         if kind == "mpi" and self.cuda_aware:
-            op = MpiSum(comm, dev, self.comp, residual).start()
-            while not op.progress():
-                yield "mpi", b, []
+            yield from turns.run(b.index, MpiSum(comm, dev, self.comp, residual), ("mpi", b, []))
         elif kind == "mpi":
             host = self.reducer.grads(self.me, b.slab)[b.start : b.stop]
             dev.get(out=host)
             res = residual.get() if residual is not None else None
-            op = MpiSum(comm, host, self.comp, res).start()
-            while not op.progress():
-                yield "mpi", b, []
+            yield from turns.run(b.index, MpiSum(comm, host, self.comp, res), ("mpi", b, []))
             if res is not None:
                 residual.set(res)
             dev.set(host)

@@ -19,6 +19,37 @@ def _sync_stream(x) -> None:
         get_array_module(x).cuda.get_current_stream().synchronize()
 
 
+class Turns:
+    """Collectives on one communicator must be posted in the same order on every rank.
+
+    Buckets finish their stages in different orders on different ranks, so an
+    op waits for its turn; one that posts several rounds (the 16-bit path)
+    keeps the turn until it is done.
+    """
+
+    def __init__(self):
+        self.order: list = []
+        self.turn = 0
+
+    def reset(self, order: list) -> None:
+        self.order, self.turn = list(order), 0
+
+    def mine(self, key) -> bool:
+        return self.turn < len(self.order) and self.order[self.turn] == key
+
+    def run(self, key, op: MpiSum, waiting):
+        """Generator: wait for the turn of `key`, start `op`, and drive it to the end."""
+        while not self.mine(key):
+            yield waiting
+        op.start()
+        if op.single_round:
+            self.turn += 1
+        while not op.progress():
+            yield waiting
+        if not op.single_round:
+            self.turn += 1
+
+
 class MpiSum:
     """Sum `buf` (1-d, contiguous) in place over `comm`, driven by progress().
 
@@ -37,6 +68,7 @@ class MpiSum:
         itemsize = compressor.wire_itemsize if self.compressed else buf.dtype.itemsize
         p = comm.size
         self.wire_bytes = 2 * (p - 1) * buf.size * itemsize // max(p, 1)
+        self.single_round = not self.compressed or p == 1
 
     def start(self) -> MpiSum:
         _sync_stream(self.buf)

@@ -8,7 +8,7 @@ from mpi4py import MPI
 from .. import runtime
 from ..compression import Compressor
 from .buckets import ALIGN_BYTES, Bucket, BucketLayout, _align
-from .mpi import MpiSum
+from .mpi import MpiSum, Turns
 from .safety import is_finite_sum
 
 #: Elements summed per pass (1 MiB of float32): the partial sum stays in cache.
@@ -101,7 +101,7 @@ class ShmReducer:
         wire = layout.wire_nbytes(comp.wire_itemsize) if comp.wire_itemsize else 0
         self.shared = SharedRegions(group.node, self.grad_bytes + wire, slots)
         self.flags, self.scales = self.shared.flags, self.shared.scales
-        self._leader_order, self._leader_turn = [], 0
+        self.turns = Turns()  # posting order of the leaders' sums
 
     def compressed(self, s: int) -> bool:
         """Slab s travels in 16 bits (floating slabs under a 16-bit compressor)."""
@@ -121,7 +121,7 @@ class ShmReducer:
 
     def new_call(self, order: list[int]) -> None:
         """A new exchange call will reduce these buckets here, in this order."""
-        self._leader_order, self._leader_turn = order, 0
+        self.turns.reset(order)
 
     def _set(self, b: Bucket, kind: int, call: int, col: int | None = None) -> None:
         self.shared.fence()
@@ -177,15 +177,9 @@ class ShmReducer:
         self._set(b, STAGED, call)
         if self.me == 0:
             yield from self._wait(b, STAGED, call)
-            while (
-                self._leader_order[self._leader_turn] != b.index
-            ):  # post in the same order on every leader
-                yield LEADER, b, []
             buf = self.grads(0, b.slab)[b.start : b.stop]
-            op = MpiSum(self.group.leaders, buf, self.comp).start()
-            self._leader_turn += 1
-            while not op.progress():
-                yield LEADER, b, []
+            op = MpiSum(self.group.leaders, buf, self.comp)
+            yield from self.turns.run(b.index, op, (LEADER, b, []))  # same order on every leader
             self._set(b, LEADER, call, col=0)
         yield from self._wait(b, LEADER, call, cols=[0])
 

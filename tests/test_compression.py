@@ -1,0 +1,87 @@
+"""Wire compressors: round trips against float64, fp16 range scaling, bf16 rounding."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from hpcdist.compression import Compression, Compressor
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_none_is_identity():
+    x = np.arange(5, dtype=np.float32)
+    wire, ctx = Compression.none.compress(x)
+    assert wire is x and Compression.none.decompress(wire, ctx) is x
+    assert Compression.none.wire_itemsize is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fp16_round_trip(dtype):
+    x = np.random.default_rng(0).standard_normal(10000).astype(dtype)
+    wire, ctx = Compression.fp16.compress(x)
+    assert wire.dtype == np.float16 and wire.nbytes == x.size * 2
+    back = Compression.fp16.decompress(wire, ctx)
+    assert back.dtype == dtype
+    assert _rel(back, x) <= 2.0**-11
+
+
+def test_fp16_scales_large_and_tiny_values_instead_of_inf_or_zero():
+    big = np.array([1e6, -3e5, 70000.0, 1.0], np.float32)
+    wire, ctx = Compression.fp16.compress(big)
+    assert np.isfinite(wire).all() and ctx[1] < 1.0
+    np.testing.assert_allclose(Compression.fp16.decompress(wire, ctx), big, rtol=1e-3)
+    tiny = np.array([3e-7, -1e-6, 2e-8], np.float32)  # fp16 subnormal or zero without scaling
+    wire, ctx = Compression.fp16.compress(tiny)
+    assert ctx[1] > 1.0
+    np.testing.assert_allclose(Compression.fp16.decompress(wire, ctx), tiny, rtol=1e-3)
+    assert float(np.log2(ctx[1])).is_integer()  # a power of two: scaling adds no rounding
+
+
+def test_fp16_passes_nonfinite_through():
+    x = np.array([1.0, np.inf, np.nan], np.float32)
+    back = Compression.fp16.decompress(*Compression.fp16.compress(x))
+    assert back[0] == 1.0 and np.isinf(back[1]) and np.isnan(back[2])
+
+
+def test_bf16_round_trip_matches_ml_dtypes_rounding():
+    x = np.random.default_rng(1).standard_normal(10000).astype(np.float32) * 1e30
+    wire, ctx = Compression.bf16.compress(x)
+    assert wire.dtype == ml_dtypes.bfloat16 and wire.nbytes == x.size * 2
+    back = Compression.bf16.decompress(wire, ctx)
+    assert back.dtype == np.float32 and _rel(back, x) <= 2.0**-8
+    # round to nearest even, the same as an independent bit-level reference
+    u = x.view(np.uint32).astype(np.uint64)
+    ref = (((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(back, ref)
+
+
+def test_integer_arrays_pass_uncompressed():
+    x = np.arange(4)
+    for comp in (Compression.fp16, Compression.bf16):
+        wire, ctx = comp.compress(x)
+        assert wire is x and comp.decompress(wire, ctx) is x
+
+
+def test_get_by_name_and_errors():
+    assert Compression.get("bf16") is Compression.bf16
+    assert Compression.get(None) is Compression.none
+    assert isinstance(Compression.get(Compression.fp16), Compressor)
+    with pytest.raises(ValueError, match="fp16"):
+        Compression.get("int8")
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_matches_host():
+    import cupy as cp
+
+    x = np.random.default_rng(2).standard_normal(1000).astype(np.float32)
+    wire, ctx = Compression.bf16.compress(cp.asarray(x))
+    back = Compression.bf16.decompress(wire, ctx)
+    host = Compression.bf16.decompress(*Compression.bf16.compress(x))
+    np.testing.assert_array_equal(cp.asnumpy(back), host)
+    back16 = Compression.fp16.decompress(*Compression.fp16.compress(cp.asarray(x)))
+    np.testing.assert_allclose(cp.asnumpy(back16), x, rtol=1e-3)
