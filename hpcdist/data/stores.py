@@ -1,0 +1,129 @@
+"""Element storage behind the queues: numpy ring buffers, or lists for ragged shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _fill_plan(sel: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """After removing positions `sel` of [0, count): (holes below the new end, tail to move)."""
+    keep = count - len(sel)
+    holes = sel[sel < keep]
+    tail_taken = np.zeros(len(sel), dtype=bool)
+    tail_taken[sel[sel >= keep] - keep] = True
+    tail = keep + np.flatnonzero(~tail_taken)
+    return holes, tail
+
+
+class ArrayStore:
+    """A ring buffer per component: block copies in, block or gathered copies out."""
+
+    def __init__(self, capacity: int, dtypes, shapes):
+        self.capacity = capacity
+        self.bufs = [np.empty((capacity, *s), dtype=d) for d, s in zip(dtypes, shapes, strict=True)]
+        self.head = 0
+        self.count = 0
+
+    def _spans(self, start: int, m: int):
+        """Buffer slices covering m slots from logical position start."""
+        a = (self.head + start) % self.capacity
+        first = min(m, self.capacity - a)
+        yield slice(a, a + first), 0, first
+        if first < m:
+            yield slice(0, m - first), first, m
+
+    def append(self, cols, a: int, b: int) -> None:
+        for dst, lo, hi in self._spans(self.count, b - a):
+            for buf, col in zip(self.bufs, cols, strict=True):
+                buf[dst] = col[a + lo : a + hi]
+        self.count += b - a
+
+    def take_front(self, n: int) -> tuple:
+        out = [np.empty((n, *buf.shape[1:]), dtype=buf.dtype) for buf in self.bufs]
+        for src, lo, hi in self._spans(0, n):
+            for buf, o in zip(self.bufs, out, strict=True):
+                o[lo:hi] = buf[src]
+        self.head = (self.head + n) % self.capacity
+        self.count -= n
+        if self.count == 0:
+            self.head = 0
+        return tuple(out)
+
+    def take_at(self, sel: np.ndarray) -> tuple:
+        """Gather logical positions `sel` (needs head == 0); the tail fills the holes."""
+        if self.head:
+            raise RuntimeError("take_at needs an unwrapped buffer")
+        out = tuple(buf[sel] for buf in self.bufs)
+        holes, tail = _fill_plan(sel, self.count)
+        for buf in self.bufs:
+            buf[holes] = buf[tail]
+        self.count -= len(sel)
+        return out
+
+    def column(self, i: int, count: int) -> np.ndarray:
+        buf = self.bufs[i]
+        idx = (self.head + np.arange(count)) % self.capacity
+        return buf[idx]
+
+
+class ListStore:
+    """One tuple of arrays per element, for shapes not fixed in advance."""
+
+    def __init__(self, dtypes):
+        self.dtypes = dtypes
+        self.items: list = []
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+    def append(self, cols, a: int, b: int) -> None:
+        for j in range(a, b):
+            self.items.append(tuple(np.array(c[j]) for c in cols))
+
+    def _assemble(self, elems: list) -> tuple:
+        out = []
+        for i, d in enumerate(self.dtypes):
+            parts = [e[i] for e in elems]
+            if len({p.shape for p in parts}) > 1:
+                shapes = sorted({p.shape for p in parts})
+                raise ValueError(f"component {i}: elements of shapes {shapes} cannot be batched")
+            shape = parts[0].shape if parts else ()
+            out.append(np.stack(parts) if parts else np.zeros((0, *shape), dtype=d))
+        return tuple(out)
+
+    def take_front(self, n: int, assemble: bool = True):
+        elems = self.items[:n]
+        del self.items[:n]
+        return self._assemble(elems) if assemble else elems
+
+    def take_at(self, sel: np.ndarray) -> tuple:
+        elems = [self.items[i] for i in sel]
+        holes, tail = _fill_plan(np.asarray(sel), self.count)
+        for h, t in zip(holes, tail, strict=True):
+            self.items[h] = self.items[t]
+        del self.items[self.count - len(sel) :]
+        return self._assemble(elems)
+
+    def column(self, i: int, count: int) -> np.ndarray:
+        return np.stack([e[i] for e in self.items[:count]]) if count else np.zeros(0)
+
+
+def pad_elements(elems: list, dtypes, shapes) -> tuple[list, list]:
+    """Batch elements, padding None dimensions with zeros to the batch maximum.
+
+    Returns (arrays, lengths): lengths[i] is an int64 (n, ndim) array of each
+    element's true shape in component i.
+    """
+    arrays, lengths = [], []
+    for i, (d, s) in enumerate(zip(dtypes, shapes, strict=True)):
+        parts = [e[i] for e in elems]
+        true = np.array([p.shape for p in parts], dtype=np.int64).reshape(len(parts), len(s))
+        top = true.max(axis=0) if len(parts) else np.zeros(len(s), np.int64)
+        full = tuple(int(t) if w is None else w for t, w in zip(top, s, strict=True))
+        out = np.zeros((len(parts), *full), dtype=d)
+        for j, p in enumerate(parts):
+            out[(j, *(slice(0, n) for n in p.shape))] = p
+        arrays.append(out)
+        lengths.append(true)
+    return arrays, lengths

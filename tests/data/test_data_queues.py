@@ -1,0 +1,294 @@
+"""Queues against the TF1 table (ANCHORS section 5): open and closed behaviour of every op."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hpcdist.data import FIFOQueue, PaddingFIFOQueue, RandomShuffleQueue
+from hpcdist.errors import CancelledError, DeadlineExceededError, OutOfRangeError
+
+
+def later(fn, *args, delay=0.1):
+    """Run fn(*args) in a thread after `delay`; the thread is returned, started."""
+    t = threading.Thread(target=lambda: (time.sleep(delay), fn(*args)), daemon=True)
+    t.start()
+    return t
+
+
+def in_thread(fn, *args):
+    """Start fn(*args) in a thread; returns (thread, box) where box gets 'value' or 'error'."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args)
+        except Exception as ex:  # noqa: BLE001
+            box["error"] = ex
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def two_component(capacity=4):
+    return FIFOQueue(capacity, [np.float32, np.int64], [(2,), ()])
+
+
+def test_fifo_order_components_and_bare_single():
+    q = two_component(5)
+    x = np.arange(8, dtype=np.float32).reshape(4, 2)
+    q.enqueue_many((x, np.arange(4)))
+    q.enqueue((x[0] + 100, 9))
+    a, b = q.dequeue_many(3)
+    np.testing.assert_array_equal(a, x[:3])
+    np.testing.assert_array_equal(b, [0, 1, 2])
+    a, b = q.dequeue()
+    np.testing.assert_array_equal(a, x[3])
+    assert b == 3 and q.size() == 1 and q.capacity == 5
+    single = FIFOQueue(3, np.int64, ())
+    single.enqueue(7)
+    out = single.dequeue()
+    assert isinstance(out, np.ndarray) and out == 7
+
+
+def test_ring_buffer_wraps_in_fifo_order():
+    q = FIFOQueue(5, np.int64, ())
+    ref = []
+    for i in range(7):
+        q.enqueue_many(np.arange(3 * i, 3 * i + 3))
+        ref += q.dequeue_many(3).tolist()
+    assert ref == list(range(21))
+
+
+def test_wrong_dtype_and_shape_name_expected_and_got():
+    q = two_component()
+    with pytest.raises(ValueError, match=r"expected shape \(2,\), got \(3,\)"):
+        q.enqueue((np.zeros(3, np.float32), 1))
+    with pytest.raises(ValueError, match="expected dtype float32, got float64"):
+        q.enqueue((np.zeros(2, np.float64), 1))
+    with pytest.raises(ValueError, match="expected dtype int64, got float64"):
+        q.enqueue(([1.0, 2.0], 1.5))
+    with pytest.raises(ValueError, match="tuple of 2 components"):
+        q.enqueue(np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        q.enqueue_many((np.zeros((2, 2), np.float32), [1, 2, 3]))
+
+
+def test_enqueue_blocks_while_full_until_a_dequeue():
+    q = FIFOQueue(2, np.int64, ())
+    q.enqueue_many([1, 2])
+    t, box = in_thread(q.enqueue, 3)
+    time.sleep(0.1)
+    assert t.is_alive() and q.size() == 2
+    assert q.dequeue() == 1
+    t.join(2)
+    assert not t.is_alive() and "error" not in box
+    assert q.dequeue_many(2).tolist() == [2, 3]
+
+
+def test_enqueue_many_inserts_element_by_element_beyond_capacity():
+    q = FIFOQueue(3, np.int64, ())
+    t, box = in_thread(q.enqueue_many, np.arange(10))
+    got = [q.dequeue_many(2).tolist() for _ in range(5)]
+    t.join(2)
+    assert sum(got, []) == list(range(10)) and "error" not in box
+
+
+def test_dequeue_blocks_while_empty_until_enqueue():
+    q = FIFOQueue(3, np.int64, ())
+    later(q.enqueue, 5)
+    start = time.monotonic()
+    assert q.dequeue(timeout=5) == 5
+    assert time.monotonic() - start >= 0.05
+
+
+def test_dequeue_many_blocks_until_n_are_there():
+    q = FIFOQueue(10, np.int64, ())
+    q.enqueue_many([1, 2])
+    t, box = in_thread(q.dequeue_many, 4)
+    time.sleep(0.1)
+    assert t.is_alive()
+    q.enqueue_many([3, 4])
+    t.join(2)
+    assert box["value"].tolist() == [1, 2, 3, 4]
+
+
+def test_closed_queue_enqueue_is_cancelled():
+    q = two_component()
+    q.close()
+    assert q.is_closed()
+    with pytest.raises(CancelledError):
+        q.enqueue((np.zeros(2, np.float32), 1))
+    with pytest.raises(CancelledError):
+        q.enqueue_many((np.zeros((1, 2), np.float32), [1]))
+
+
+def test_closed_dequeue_drains_then_out_of_range():
+    q = FIFOQueue(5, np.int64, ())
+    q.enqueue_many([1, 2, 3])
+    q.close()
+    assert q.dequeue() == 1
+    with pytest.raises(OutOfRangeError):
+        q.dequeue_many(3)  # only 2 left: fails, and they stay
+    assert q.size() == 2
+    assert q.dequeue_many(2).tolist() == [2, 3]
+    with pytest.raises(OutOfRangeError):
+        q.dequeue()
+
+
+def test_closed_dequeue_up_to_returns_the_rest_then_out_of_range():
+    q = two_component(5)
+    q.enqueue_many((np.ones((3, 2), np.float32), [1, 2, 3]))
+    q.close()
+    a, b = q.dequeue_up_to(2)
+    assert b.tolist() == [1, 2]
+    a, b = q.dequeue_up_to(5)
+    assert b.tolist() == [3] and a.shape == (1, 2)
+    with pytest.raises(OutOfRangeError):
+        q.dequeue_up_to(5)
+
+
+def test_dequeue_up_to_blocks_like_dequeue_many_while_open():
+    q = FIFOQueue(5, np.int64, ())
+    q.enqueue_many([1])
+    t, box = in_thread(q.dequeue_up_to, 3)
+    time.sleep(0.1)
+    assert t.is_alive()
+    q.close()  # now it can hand over what is left
+    t.join(2)
+    assert box["value"].tolist() == [1]
+
+
+def test_close_fails_blocked_dequeues_that_cannot_be_satisfied():
+    q = FIFOQueue(5, np.int64, ())
+    q.enqueue(1)
+    t1, box1 = in_thread(q.dequeue_many, 3)
+    t2, box2 = in_thread(q.dequeue_many, 1)
+    t2.join(2)
+    assert box2["value"].tolist() == [1]
+    time.sleep(0.05)
+    later(q.close, delay=0.05)
+    t1.join(2)
+    assert isinstance(box1.get("error"), OutOfRangeError)
+
+
+def test_close_lets_pending_enqueues_complete():
+    q = FIFOQueue(1, np.int64, ())
+    q.enqueue(1)
+    t, box = in_thread(q.enqueue, 2)
+    time.sleep(0.1)
+    q.close()
+    assert q.dequeue() == 1
+    t.join(2)
+    assert "error" not in box
+    assert q.dequeue() == 2
+    with pytest.raises(OutOfRangeError):
+        q.dequeue()
+
+
+def test_close_cancel_pending_enqueues():
+    q = FIFOQueue(1, np.int64, ())
+    q.enqueue(1)
+    t, box = in_thread(q.enqueue_many, [2, 3])
+    time.sleep(0.1)
+    q.close(cancel_pending_enqueues=True)
+    t.join(2)
+    assert isinstance(box.get("error"), CancelledError)
+    assert q.dequeue() == 1
+
+
+def test_timeouts_per_call_and_default():
+    q = FIFOQueue(1, np.int64, (), timeout=0.05)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        q.dequeue()
+    assert time.monotonic() - start < 2
+    q.enqueue(1)
+    with pytest.raises(DeadlineExceededError):
+        q.enqueue(2)
+    with pytest.raises(DeadlineExceededError):
+        q.dequeue_many(2, timeout=0.01)
+    assert q.size() == 1
+
+
+def test_shuffle_queue_keeps_min_after_dequeue_while_open():
+    q = RandomShuffleQueue(10, 3, np.int64, (), seed=0)
+    q.enqueue_many([1, 2, 3])
+    t, box = in_thread(q.dequeue)
+    time.sleep(0.1)
+    assert t.is_alive()  # size 3 <= min_after_dequeue
+    q.enqueue(4)
+    t.join(2)
+    assert box["value"] in (1, 2, 3, 4) and q.size() == 3
+
+
+def test_shuffle_queue_ignores_min_after_dequeue_after_close():
+    q = RandomShuffleQueue(10, 5, np.int64, (), seed=0)
+    q.enqueue_many(np.arange(4))
+    q.close()
+    got = q.dequeue_up_to(3).tolist() + q.dequeue_up_to(3).tolist()
+    assert sorted(got) == [0, 1, 2, 3]
+    with pytest.raises(OutOfRangeError):
+        q.dequeue()
+
+
+def test_shuffle_queue_is_seeded_and_returns_each_element_once():
+    def run(seed):
+        q = RandomShuffleQueue(64, 16, [np.int64, np.float32], [(), (3,)], seed=seed)
+        q.enqueue_many((np.arange(200, 216), np.zeros((16, 3), np.float32)))
+        out = []
+        for i in range(10):
+            q.enqueue_many((np.arange(20 * i, 20 * i + 20), np.zeros((20, 3), np.float32)))
+            out += q.dequeue_many(20)[0].tolist()
+        q.close()
+        out += q.dequeue_up_to(100)[0].tolist()
+        return out
+
+    a, b, c = run(1), run(1), run(2)
+    assert a == b and a != c
+    assert sorted(a) == list(range(216)) and a[:200] != list(range(200))
+
+
+def test_shuffle_queue_snapshot_restore_continues_identically():
+    def fresh():
+        return RandomShuffleQueue(30, 10, np.int64, (), seed=3)
+
+    q = fresh()
+    q.enqueue_many(np.arange(30))
+    q.dequeue_many(20)
+    ids, rng = q.snapshot(0)
+    q.enqueue_many(np.arange(100, 110))  # enqueues after a dequeue do not enter the snapshot
+    rest = [q.dequeue_many(5).tolist() for _ in range(2)]
+    r = fresh()
+    r.restore(ids, rng)
+    r.enqueue_many(np.arange(100, 110))
+    assert [r.dequeue_many(5).tolist() for _ in range(2)] == rest
+
+
+def test_padding_queue_pads_none_dims_with_zeros_and_reports_lengths():
+    q = PaddingFIFOQueue(5, [np.int32, np.float32], [(None, 2), ()], return_lengths=True)
+    q.enqueue(([[1, 2]], 1.0))
+    q.enqueue(([[3, 4], [5, 6], [7, 8]], 2.0))
+    q.enqueue((np.zeros((0, 2), np.int32), 3.0))
+    x, y, xlen, ylen = q.dequeue_many(3)
+    ref = np.zeros((3, 3, 2), np.int32)
+    ref[0, :1] = [[1, 2]]
+    ref[1] = [[3, 4], [5, 6], [7, 8]]
+    np.testing.assert_array_equal(x, ref)
+    np.testing.assert_array_equal(y, [1, 2, 3])
+    np.testing.assert_array_equal(xlen[:, 0], [1, 3, 0])
+    assert ylen.shape == (3, 0)
+    with pytest.raises(ValueError, match=r"expected shape \(None, 2\), got \(2, 3\)"):
+        q.enqueue((np.zeros((2, 3), np.int32), 1.0))
+
+
+def test_padding_queue_closed_up_to_pads_the_rest():
+    q = PaddingFIFOQueue(5, np.int64, (None,))
+    q.enqueue([1, 2, 3])
+    q.enqueue([4])
+    q.close()
+    np.testing.assert_array_equal(q.dequeue_up_to(4), [[1, 2, 3], [4, 0, 0]])
+    with pytest.raises(OutOfRangeError):
+        q.dequeue_up_to(4)
