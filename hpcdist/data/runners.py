@@ -146,11 +146,11 @@ class QueueRunner:
             pass
         except Exception as ex:  # noqa: BLE001 - reported through the Coordinator
             self.exceptions.append(ex)
+            coord.request_stop(ex)  # before close, so a consumer that sees the close finds it
             self.queue.close(cancel_pending_enqueues=True)
-            coord.request_stop(ex)
         except BaseException:
-            self.queue.close(cancel_pending_enqueues=True)
             coord.request_stop(RuntimeError(f"enqueue thread ended: {sys.exc_info()[0]}"))
+            self.queue.close(cancel_pending_enqueues=True)
         finally:
             with self._lock:
                 self._running -= 1

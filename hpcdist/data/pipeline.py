@@ -1,0 +1,271 @@
+"""InputPipeline: plan -> reader threads -> RandomShuffleQueue -> equal batches per rank."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CancelledError, DataError, OutOfRangeError
+from .plan import EpochPlan
+from .queues import RandomShuffleQueue
+from .runners import Coordinator, QueueRunner
+
+
+@dataclass
+class PipelineStats:
+    """This rank's counts for the current epoch; `reduced()` sums them over ranks."""
+
+    epoch: int = 0
+    wait_s: float = 0.0
+    records_read: int = 0
+    batches: int = 0
+    bad_records: int = 0
+    comm: object = None
+
+    def reduced(self) -> dict:
+        """Sums over the pipeline's ranks (a collective: call it on every rank)."""
+        mine = np.array([self.wait_s, self.records_read, self.batches, self.bad_records], "f8")
+        total = np.zeros_like(mine)
+        self.comm.Allreduce(mine, total)
+        keys = ("wait_s", "records_read", "batches", "bad_records")
+        out = {k: (float(v) if k == "wait_s" else int(v)) for k, v in zip(keys, total, strict=True)}
+        return {"epoch": self.epoch, **out}
+
+
+class _Feeder:
+    """Reads this rank's ranges in threads; enqueues them strictly in order."""
+
+    def __init__(self, source, plan, queue, a, b, num_threads, stats, coord):
+        self.source, self.plan, self.queue = source, plan, queue
+        self.a, self.b, self.stats, self.coord = a, b, stats, coord
+        self.num_threads = num_threads
+        self.turn = 0
+        self.cond = threading.Condition()
+
+    def functions(self) -> list:
+        return [self._make(t) for t in range(self.num_threads)]
+
+    def _make(self, t: int):
+        pieces = iter(range(t, len(self.a), self.num_threads))
+
+        def fn():
+            i = next(pieces, None)
+            if i is None:
+                raise OutOfRangeError("no more ranges for this reader")
+            self._piece(i)
+
+        return fn
+
+    def _piece(self, i: int) -> None:
+        a, b = int(self.a[i]), int(self.b[i])
+        f, row = self.plan.locate(np.array([a]))
+        x, y = self.source.read(int(f[0]), int(row[0]), int(row[0]) + b - a)
+        with self.cond:
+            while self.turn != i:
+                if self.coord.should_stop():
+                    raise CancelledError("pipeline stopped")
+                self.cond.wait(0.1)
+        try:
+            self.queue.enqueue_many((x, y, np.arange(a, b, dtype=np.int64)))
+        finally:
+            with self.cond:
+                self.turn += 1
+                self.stats.records_read += b - a
+                self.cond.notify_all()
+
+
+def _skip(a: np.ndarray, b: np.ndarray, n: int):
+    """Ranges after the first n records."""
+    ends = np.cumsum(b - a)
+    k = int(np.searchsorted(ends, n, side="right"))
+    a, b = a[k:].copy(), b[k:].copy()
+    if len(a):
+        a[0] = b[0] - (ends[k] - n)
+    return a, b
+
+
+class InputPipeline:
+    """Sharded, shuffled, resumable batches with the same step count on every rank.
+
+    Batches are a deterministic function of (seed, epoch, rank, world size,
+    step), whatever the thread timing: the plan fixes each rank's record
+    order, readers enqueue in that order, and the shuffle queue (capacity
+    shuffle_buffer + batch_size) always dequeues from a full buffer.
+    """
+
+    def __init__(
+        self,
+        source,
+        batch_size: int,
+        seed: int = 0,
+        comm=None,
+        shuffle_buffer: int = 10000,
+        remainder: str = "drop",
+        num_threads: int = 2,
+        block_size: int = 1024,
+    ):
+        if comm is None:
+            from mpi4py import MPI
+
+            comm = MPI.COMM_WORLD
+        if shuffle_buffer < 0 or num_threads < 1:
+            raise ValueError(
+                f"shuffle_buffer >= 0 and num_threads >= 1, got {shuffle_buffer} and {num_threads}"
+            )
+        self.source, self.comm, self.rank = source, comm, comm.rank
+        self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
+        self.num_threads, self.remainder = num_threads, remainder
+        self.plan = EpochPlan(source.counts, seed, comm.size, batch_size, remainder, block_size)
+        self.stats = PipelineStats(comm=comm)
+        self._live = {"epoch": 0, "step": 0, "cursor": 0, "queue": None}
+        self._resume: dict | None = None
+        self._active = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches every rank gets per epoch (the same on all ranks)."""
+        return self.plan.steps
+
+    def epoch(self, epoch: int):
+        """Iterate this rank's batches of `epoch`: (x, y), or (x, y, mask) with remainder='pad'."""
+        if self._active is not None:
+            self._active.close()
+        self._active = self._batches(int(epoch))
+        return self._active
+
+    # --- the epoch loop -------------------------------------------------
+    def _batches(self, epoch: int):
+        step, cursor, ids0, rng0 = self._take_resume(epoch)
+        a, b = self.plan.rank_ranges(epoch, self.rank)
+        n_rank = int((b - a).sum())
+        a, b = _skip(a, b, cursor + len(ids0))
+        queue = self._new_queue(epoch)
+        if len(ids0) or cursor:
+            queue.restore((*self._read_ids(ids0), ids0), rng0)
+        self.stats = PipelineStats(epoch=epoch, comm=self.comm)
+        coord = Coordinator()
+        feeder = _Feeder(self.source, self.plan, queue, a, b, self.num_threads, self.stats, coord)
+        threads = QueueRunner(queue, feeder.functions()).create_threads(coord)
+        self._live = {"epoch": epoch, "step": step, "cursor": cursor, "queue": queue}
+        try:
+            for s in range(step, self.steps_per_epoch):
+                want = min(self.batch_size, max(0, n_rank - cursor))
+                x, y = self._dequeue(queue, coord, want)
+                cursor += want
+                self._live.update(step=s + 1, cursor=cursor)
+                self.stats.batches += 1
+                yield self._finish(x, y, want)
+            self._live = {"epoch": epoch + 1, "step": 0, "cursor": 0, "queue": None}
+        finally:
+            coord.request_stop()
+            queue.close(cancel_pending_enqueues=True)
+            for t in threads:
+                t.join(10)
+
+    def _new_queue(self, epoch: int) -> RandomShuffleQueue:
+        src = self.source
+        return RandomShuffleQueue(
+            self.shuffle_buffer + self.batch_size,
+            self.shuffle_buffer,
+            [src.feature_dtype, src.label_dtype, np.int64],
+            [tuple(src.feature_shape), (), ()],
+            seed=np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F]),
+            name=f"shuffle[rank {self.rank}]",
+        )
+
+    def _dequeue(self, queue, coord, want: int):
+        start = time.perf_counter()
+        try:
+            if want == 0:
+                return None, None
+            try:
+                x, y, _ = queue.dequeue_up_to(self.batch_size)
+            except OutOfRangeError:
+                x = None
+            if x is None or len(x) != want:
+                coord.wait_for_stop(10)
+                coord.raise_requested_exception()
+                raise DataError(f"rank {self.rank}: the readers ended {want} records short")
+            return x, y
+        finally:
+            self.stats.wait_s += time.perf_counter() - start
+
+    def _finish(self, x, y, real: int):
+        if self.remainder == "drop":
+            return x, y
+        src, n = self.source, self.batch_size
+        if real < n:
+            px = np.zeros((n, *src.feature_shape), dtype=src.feature_dtype)
+            py = np.zeros(n, dtype=src.label_dtype)
+            if real:
+                px[:real], py[:real] = x, y
+            x, y = px, py
+        return x, y, np.arange(n) < real
+
+    def _read_ids(self, ids: np.ndarray):
+        """Features and labels of global ids, read in contiguous runs."""
+        order = np.argsort(ids, kind="stable")
+        sids = ids[order]
+        files, rows = self.plan.locate(sids)
+        cut = np.flatnonzero((np.diff(sids) != 1) | (np.diff(files) != 0)) + 1
+        xs, ys = [], []
+        for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(sids)], strict=True):
+            x, y = self.source.read(int(files[lo]), int(rows[lo]), int(rows[lo]) + hi - lo)
+            xs.append(x)
+            ys.append(y)
+        x, y = np.empty_like(np.concatenate(xs)), np.empty_like(np.concatenate(ys))
+        x[order], y[order] = np.concatenate(xs), np.concatenate(ys)
+        return x, y
+
+    # --- resume ---------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Where this rank stands: small ints and arrays, storable in HDF5."""
+        live, queue = self._live, self._live["queue"]
+        if queue is not None:
+            ids, rng = queue.snapshot(2)
+        else:
+            ids, rng = np.zeros(0, np.int64), np.zeros(6, np.uint64)
+        return {
+            "epoch": int(live["epoch"]),
+            "step": int(live["step"]),
+            "cursor": int(live["cursor"]),
+            "buffer_ids": np.asarray(ids, np.int64),
+            "rng": rng,
+            "seed": int(self.seed),
+            "rank": int(self.rank),
+            "world_size": int(self.comm.size),
+            "batch_size": int(self.batch_size),
+            "shuffle_buffer": int(self.shuffle_buffer),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next epoch(state['epoch']) continue exactly where `state` was taken."""
+        mine = {
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.comm.size,
+            "batch_size": self.batch_size,
+            "shuffle_buffer": self.shuffle_buffer,
+        }
+        for key, value in mine.items():
+            if int(state[key]) != value:
+                raise ValueError(
+                    f"pipeline state has {key}={int(state[key])}, this pipeline has {key}={value}"
+                )
+        self._resume = {k: state[k] for k in ("epoch", "step", "cursor", "buffer_ids", "rng")}
+        self._live = {
+            "epoch": int(state["epoch"]),
+            "step": int(state["step"]),
+            "cursor": int(state["cursor"]),
+            "queue": None,
+        }
+
+    def _take_resume(self, epoch: int):
+        r, self._resume = self._resume, None
+        if r is None or int(r["epoch"]) != epoch:
+            return 0, 0, np.zeros(0, np.int64), None
+        ids = np.asarray(r["buffer_ids"], dtype=np.int64)
+        return int(r["step"]), int(r["cursor"]), ids, np.asarray(r["rng"], np.uint64)

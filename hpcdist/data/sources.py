@@ -1,0 +1,154 @@
+"""Random-access record sources for InputPipeline: HDF5 shards and in-memory arrays."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+
+from ..errors import DataError
+
+MANIFEST = "manifest.json"
+
+
+def _rank() -> int:
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.rank
+
+
+class RecordSource:
+    """Files of (features, labels) records that can be read by row range.
+
+    Subclasses set `paths`, `counts`, `feature_shape`, `feature_dtype`,
+    `label_dtype` and implement `read(file_index, start, stop)`.
+    """
+
+    paths: list[str]
+    counts: list[int]
+    feature_shape: tuple
+    feature_dtype: np.dtype
+    label_dtype: np.dtype
+
+    def read(self, file_index: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ArraySource(RecordSource):
+    """Records already in memory (the seed's "preload the data into a variable")."""
+
+    def __init__(self, features, labels, name: str = "<memory>"):
+        self.x, self.y = np.asarray(features), np.asarray(labels)
+        if len(self.x) != len(self.y):
+            raise ValueError(f"features has {len(self.x)} records, labels {len(self.y)}")
+        self.paths, self.counts = [name], [len(self.x)]
+        self.feature_shape, self.feature_dtype = self.x.shape[1:], self.x.dtype
+        self.label_dtype = self.y.dtype
+
+    def read(self, file_index, start, stop):
+        return self.x[start:stop], self.y[start:stop]
+
+
+def write_manifest(directory: str, shards: list[dict], **facts) -> str:
+    """Write manifest.json listing shard paths (relative) and record counts."""
+    path = os.path.join(directory, MANIFEST)
+    with open(path, "w") as f:
+        json.dump({"format": "hpcdist-shards/1", **facts, "shards": shards}, f, indent=1)
+    return path
+
+
+def read_manifest(path: str) -> tuple[list[str], list[int], dict]:
+    """(absolute shard paths, record counts, the other facts) from a manifest file."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+        base = os.path.dirname(os.path.abspath(path))
+        paths = [os.path.join(base, s["path"]) for s in doc["shards"]]
+        counts = [int(s["records"]) for s in doc["shards"]]
+    except (OSError, ValueError, KeyError, TypeError) as ex:
+        raise DataError(f"{path}: not a readable shard manifest ({ex})") from ex
+    return paths, counts, doc
+
+
+class HDF5Source(RecordSource):
+    """HDF5 shards, each with a features (N x ...) and a labels (N) dataset.
+
+    `paths` is a list of shard files, a directory holding manifest.json, or a
+    manifest path. Record counts come from the manifest when there is one (no
+    file is opened until it is read), otherwise from each file. Reads are row
+    ranges (chunked, never one row at a time) with a raised chunk cache.
+    """
+
+    def __init__(
+        self, paths, features: str = "features", labels: str = "labels", rdcc_nbytes: int = 64 << 20
+    ):
+        self.features, self.labels, self.rdcc_nbytes = features, labels, rdcc_nbytes
+        self._files: dict[int, object] = {}
+        self._lock = threading.Lock()
+        if isinstance(paths, (str, os.PathLike)):
+            p = os.fspath(paths)
+            manifest = os.path.join(p, MANIFEST) if os.path.isdir(p) else p
+            self.paths, self.counts, doc = read_manifest(manifest)
+            self.feature_shape = tuple(doc.get("feature_shape", ()))
+            self.feature_dtype = np.dtype(doc.get("feature_dtype", "float32"))
+            self.label_dtype = np.dtype(doc.get("label_dtype", "int64"))
+        else:
+            self.paths = [os.fspath(p) for p in paths]
+            self.counts = []
+            for i in range(len(self.paths)):
+                x, y = self._datasets(i)
+                self.counts.append(len(x))
+                self.feature_shape, self.feature_dtype = x.shape[1:], x.dtype
+                self.label_dtype = y.dtype
+        if not self.paths:
+            raise ValueError("HDF5Source needs at least one shard")
+
+    def _datasets(self, i: int):
+        """The (features, labels) datasets of file i, opened once and kept."""
+        with self._lock:
+            if i not in self._files:
+                self._files[i] = self._open(self.paths[i])
+            f = self._files[i]
+        try:
+            return f[self.features], f[self.labels]
+        except KeyError as ex:
+            raise DataError(
+                f"{self.paths[i]}: no dataset {self.features!r} or {self.labels!r} "
+                f"(has {sorted(f.keys())}) [rank {_rank()}]"
+            ) from ex
+
+    def _open(self, path: str):
+        import h5py
+
+        try:
+            return h5py.File(path, "r", rdcc_nbytes=self.rdcc_nbytes)
+        except (OSError, ValueError) as ex:
+            raise DataError(
+                f"{path}: not a readable HDF5 file, truncated or corrupt ({ex}) [rank {_rank()}]"
+            ) from ex
+
+    def read(self, file_index, start, stop):
+        x, y = self._datasets(file_index)
+        if stop > len(x) or stop > len(y):
+            raise DataError(
+                f"{self.paths[file_index]}: records {start}..{stop} asked for, the file holds "
+                f"{min(len(x), len(y))} (manifest says {self.counts[file_index]}) [rank {_rank()}]"
+            )
+        try:
+            return x[start:stop], y[start:stop]
+        except (OSError, ValueError, RuntimeError) as ex:
+            raise DataError(
+                f"{self.paths[file_index]}: reading records {start}..{stop} failed ({ex}) "
+                f"[rank {_rank()}]"
+            ) from ex
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
