@@ -1,0 +1,155 @@
+"""InputPipeline and EpochPlan under mpiexec: equal steps, disjoint shares, coverage, resume."""
+
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from hpcdist.data import ArraySource, EpochPlan, HDF5Source, InputPipeline, write_manifest
+
+COUNTS = (1001, 17)
+BATCH = 8
+
+
+def make_shards(directory, counts=COUNTS, dim=3):
+    """Shards whose feature row i (global) is [i, i, i] and label is i."""
+    shards, start = [], 0
+    for k, n in enumerate(counts):
+        ids = np.arange(start, start + n)
+        with h5py.File(directory / f"part-{k}.h5", "w") as f:
+            f["features"] = np.repeat(ids[:, None], dim, axis=1).astype(np.float32)
+            f["labels"] = ids.astype(np.int64)
+        shards.append({"path": f"part-{k}.h5", "records": n})
+        start += n
+    write_manifest(
+        str(directory), shards, feature_shape=[dim], feature_dtype="float32", label_dtype="int64"
+    )
+    return directory
+
+
+@pytest.fixture
+def shards(comm, mpi_tmp_path):
+    if comm.rank == 0:
+        make_shards(mpi_tmp_path)
+    comm.Barrier()
+    return mpi_tmp_path
+
+
+def epoch_labels(pipe, epoch):
+    out = []
+    for x, y in pipe.epoch(epoch):
+        np.testing.assert_array_equal(x[:, 0], y.astype(np.float32))  # rows stay paired
+        out.append(y.copy())
+    return out
+
+
+@pytest.mark.mpi
+def test_equal_batches_disjoint_shares_coverage_and_reshuffle(comm, shards):
+    pipe = InputPipeline(
+        HDF5Source(str(shards)), BATCH, seed=5, comm=comm, shuffle_buffer=40, block_size=64
+    )
+    ref_steps = sum(COUNTS) // (comm.size * BATCH)
+    assert pipe.steps_per_epoch == ref_steps
+    seen = []
+    for epoch in range(3):
+        batches = epoch_labels(pipe, epoch)
+        assert len(batches) == ref_steps and all(len(b) == BATCH for b in batches)
+        counts = comm.allgather(len(batches))
+        assert len(set(counts)) == 1
+        everyone = np.concatenate(comm.allgather(np.concatenate(batches)))
+        assert len(np.unique(everyone)) == len(everyone)  # at most once per epoch
+        seen.append(everyone)
+    assert set(np.concatenate(seen).tolist()) == set(range(sum(COUNTS)))  # union covers all
+    assert not np.array_equal(seen[0], seen[1])  # reshuffled
+    again = InputPipeline(
+        HDF5Source(str(shards)), BATCH, seed=5, comm=comm, shuffle_buffer=40, block_size=64
+    )
+    mine = epoch_labels(again, 1)
+    everyone = np.concatenate(comm.allgather(np.concatenate(mine)))
+    np.testing.assert_array_equal(everyone, seen[1])  # same seed, same order
+
+
+@pytest.mark.mpi
+def test_pad_covers_every_record_once_with_mask(comm, shards):
+    pipe = InputPipeline(
+        HDF5Source(str(shards)),
+        BATCH,
+        seed=1,
+        comm=comm,
+        shuffle_buffer=16,
+        remainder="pad",
+        num_threads=3,
+    )
+    real = []
+    n = 0
+    for x, y, mask in pipe.epoch(0):
+        assert x.shape == (BATCH, 3) and mask.dtype == bool
+        assert not x[~mask].any()
+        real.append(y[mask])
+        n += 1
+    assert len(set(comm.allgather(n))) == 1
+    everyone = np.concatenate(comm.allgather(np.concatenate(real)))
+    assert sorted(everyone.tolist()) == list(range(sum(COUNTS)))
+    assert pipe.stats.reduced()["records_read"] == sum(COUNTS)
+
+
+@pytest.mark.mpi
+def test_resume_mid_epoch_gives_the_remaining_batches(comm, shards):
+    def make():
+        return InputPipeline(
+            HDF5Source(str(shards)), BATCH, seed=9, comm=comm, shuffle_buffer=30, block_size=50
+        )
+
+    full = epoch_labels(make(), 2)
+    k = 7
+    pipe = make()
+    it = pipe.epoch(2)
+    for _ in range(k):
+        next(it)
+    state = pipe.state_dict()
+    it.close()
+    assert state["step"] == k and state["buffer_ids"].dtype == np.int64
+    resumed = make()
+    resumed.load_state_dict({key: np.asarray(v) for key, v in state.items()})
+    rest = epoch_labels(resumed, 2)
+    assert len(rest) == len(full) - k
+    for a, b in zip(rest, full[k:], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_abandoned_iterator_stops_threads():
+    src = ArraySource(np.zeros((5000, 4), np.float32), np.arange(5000))
+    before = threading.active_count()
+    pipe = InputPipeline(src, 16, shuffle_buffer=100, num_threads=3)
+    for i, _ in enumerate(pipe.epoch(0)):
+        if i == 3:
+            break
+    pipe._active.close()
+    assert threading.active_count() == before
+
+
+def test_reader_error_is_raised_in_the_trainer():
+    class Broken(ArraySource):
+        def read(self, file_index, start, stop):
+            if start >= 300:
+                raise OSError(f"disk fell off at record {start}")
+            return super().read(file_index, start, stop)
+
+    src = Broken(np.zeros((1000, 2), np.float32), np.arange(1000))
+    pipe = InputPipeline(src, 10, shuffle_buffer=20, block_size=100)
+    with pytest.raises(OSError, match="disk fell off"):
+        for _ in pipe.epoch(0):
+            pass
+
+
+def test_plan_shares_by_records_when_files_are_fewer_than_ranks():
+    plan = EpochPlan([10], seed=0, world_size=4, batch_size=2, block_size=4)
+    ids = []
+    for r in range(4):
+        a, b = plan.rank_ranges(0, r)
+        ids.append(np.concatenate([np.arange(x, y) for x, y in zip(a, b, strict=True)]))
+    assert [len(i) for i in ids] == [2, 2, 2, 2]
+    assert len(np.unique(np.concatenate(ids))) == 8
+    with pytest.raises(ValueError, match="remainder='pad'"):
+        EpochPlan([5], seed=0, world_size=4, batch_size=2)
