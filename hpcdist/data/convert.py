@@ -1,0 +1,170 @@
+"""python -m hpcdist.data.convert: CSV / .npz / .npy -> N chunked HDF5 shards + manifest."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from ..errors import DataError
+from .readers import CSVReader
+from .sources import read_manifest, write_manifest
+
+
+def _progress(total: int, desc: str):
+    """tqdm when installed, else a plain line per update."""
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr)
+    except ImportError:
+        return _Lines(total, desc)
+
+
+class _Lines:
+    def __init__(self, total, desc):
+        self.total, self.desc, self.n = total, desc, 0
+
+    def update(self, k):
+        self.n += k
+        print(f"{self.desc}: {self.n}/{self.total} records", file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
+def load_csv(paths, label_column: int, skip_header: int, on_bad: str, quarantine):
+    """All records of CSV files: float32 features, int64 labels (from label_column)."""
+    with open(paths[0], encoding="utf-8") as f:
+        for _ in range(skip_header):
+            f.readline()
+        ncols = len(f.readline().split(","))
+    label = label_column % ncols
+    defaults = [float] * ncols
+    defaults[label] = int
+    reader = CSVReader(paths, defaults, skip_header, on_bad=on_bad, quarantine_path=quarantine)
+    dtypes = ["f4"] * ncols
+    dtypes[label] = "i8"
+    xs, ys = [], []
+    for _, cols in reader.blocks(65536, dtypes):
+        ys.append(cols[label])
+        xs.append(np.stack([c for i, c in enumerate(cols) if i != label], axis=1))
+    if not xs:
+        raise DataError(f"{paths}: no usable records")
+    return np.concatenate(xs), np.concatenate(ys), reader.stats
+
+
+def load_numpy(paths, features_key: str, labels_key: str, labels_path: str | None):
+    xs, ys = [], []
+    for p in paths:
+        if p.endswith(".npz"):
+            with np.load(p) as z:
+                fk = features_key if features_key in z else "x"
+                lk = labels_key if labels_key in z else "y"
+                if fk not in z or lk not in z:
+                    raise DataError(
+                        f"{p}: needs arrays {features_key!r} and {labels_key!r} "
+                        f"(or x and y), has {sorted(z.files)}"
+                    )
+                xs.append(z[fk])
+                ys.append(z[lk])
+        else:
+            xs.append(np.load(p))
+    x = np.concatenate(xs)
+    if ys:
+        y = np.concatenate(ys)
+    elif labels_path:
+        y = np.load(labels_path)
+    else:
+        raise DataError(f"{paths}: .npy features need --labels FILE.npy")
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} feature rows but {len(y)} labels")
+    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
+
+
+def write_shards(
+    x, y, outdir: str, num_shards: int, chunk_rows: int = 1024, prefix: str = "shard"
+) -> str:
+    """Split records into num_shards files (chunked along samples); returns the manifest path."""
+    import h5py
+
+    os.makedirs(outdir, exist_ok=True)
+    bounds = np.linspace(0, len(x), num_shards + 1).astype(np.int64)
+    bar = _progress(len(x), "writing shards")
+    shards = []
+    for k in range(num_shards):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        name = f"{prefix}-{k:05d}.h5"
+        rows = max(1, min(chunk_rows, hi - lo))
+        with h5py.File(os.path.join(outdir, name), "w") as f:
+            f.create_dataset("features", data=x[lo:hi], chunks=(rows, *x.shape[1:]))
+            f.create_dataset("labels", data=y[lo:hi], chunks=(rows,))
+        shards.append({"path": name, "records": hi - lo})
+        bar.update(hi - lo)
+    bar.close()
+    return write_manifest(
+        outdir,
+        shards,
+        feature_shape=list(x.shape[1:]),
+        feature_dtype=str(x.dtype),
+        label_dtype=str(y.dtype),
+    )
+
+
+def verify(manifest: str, x=None, y=None) -> int:
+    """Check every shard against the manifest (and the source arrays); returns records checked."""
+    import h5py
+
+    paths, counts, _ = read_manifest(manifest)
+    start = 0
+    for path, n in zip(paths, counts, strict=True):
+        try:
+            with h5py.File(path, "r") as f:
+                fx, fy = f["features"][:], f["labels"][:]
+        except (OSError, KeyError) as ex:
+            raise DataError(f"{path}: unreadable shard ({ex})") from ex
+        if len(fx) != n or len(fy) != n:
+            raise DataError(f"{path}: manifest says {n} records, file has {len(fx)}/{len(fy)}")
+        if x is not None and not (
+            np.array_equal(fx, x[start : start + n]) and np.array_equal(fy, y[start : start + n])
+        ):
+            raise DataError(f"{path}: contents differ from the input records {start}..{start + n}")
+        start += n
+    return start
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hpcdist.data.convert", description=__doc__)
+    ap.add_argument("inputs", nargs="+", help=".csv, .npz or .npy files")
+    ap.add_argument("-o", "--output", required=True, help="directory for shards + manifest.json")
+    ap.add_argument("-n", "--shards", type=int, default=8)
+    ap.add_argument("--chunk-rows", type=int, default=1024)
+    ap.add_argument("--label-column", type=int, default=-1, help="CSV column of the label")
+    ap.add_argument("--skip-header", type=int, default=0, help="CSV header lines")
+    ap.add_argument("--on-bad", default="raise", choices=["raise", "skip", "default", "quarantine"])
+    ap.add_argument("--quarantine", help="log of bad CSV records (with --on-bad quarantine)")
+    ap.add_argument("--features-key", default="features")
+    ap.add_argument("--labels-key", default="labels")
+    ap.add_argument("--labels", help="labels .npy for .npy feature inputs")
+    ap.add_argument("--verify", action="store_true", help="re-read the shards and compare")
+    args = ap.parse_args(argv)
+    if args.shards < 1:
+        ap.error("--shards must be >= 1")
+    if all(p.endswith(".csv") for p in args.inputs):
+        x, y, stats = load_csv(
+            args.inputs, args.label_column, args.skip_header, args.on_bad, args.quarantine
+        )
+        print(f"read {stats.records} records, skipped {stats.skipped}", file=sys.stderr)
+    else:
+        x, y = load_numpy(args.inputs, args.features_key, args.labels_key, args.labels)
+    manifest = write_shards(x, y, args.output, args.shards, args.chunk_rows)
+    print(f"wrote {len(x)} records in {args.shards} shards: {manifest}")
+    if args.verify:
+        print(f"verified {verify(manifest, x, y)} records")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
