@@ -106,6 +106,7 @@ class InputPipeline:
         remainder: str = "drop",
         num_threads: int = 2,
         block_size: int = 1024,
+        prefetch: int | None = None,
     ):
         if comm is None:
             from mpi4py import MPI
@@ -118,6 +119,7 @@ class InputPipeline:
         self.source, self.comm, self.rank = source, comm, comm.rank
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
         self.num_threads, self.remainder = num_threads, remainder
+        self.prefetch = 2 * block_size if prefetch is None else int(prefetch)
         self.plan = EpochPlan(source.counts, seed, comm.size, batch_size, remainder, block_size)
         self.stats = PipelineStats(comm=comm)
         self._live = {"epoch": 0, "step": 0, "cursor": 0, "queue": None}
@@ -174,6 +176,7 @@ class InputPipeline:
             [tuple(src.feature_shape), (), ()],
             seed=np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F]),
             name=f"shuffle[rank {self.rank}]",
+            pick_from_oldest=True,
         )
 
     def _dequeue(self, queue, coord, want: int):

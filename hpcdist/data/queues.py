@@ -9,7 +9,7 @@ from collections import deque
 import numpy as np
 
 from ..errors import CancelledError, DeadlineExceededError, OutOfRangeError
-from .stores import ArrayStore, ListStore, pad_elements
+from .stores import ArrayStore, ListStore, SlotStore, pad_elements
 
 
 def _as_list(x, k: int | None = None) -> list:
@@ -227,10 +227,23 @@ class RandomShuffleQueue(QueueBase):
 
     Seeded queues are reproducible: the same enqueues and dequeues in the same
     order give the same elements. After close, min_after_dequeue is ignored.
+
+    `pick_from_oldest=True` (not in TF) makes a dequeue of n pick among the
+    oldest min_after_dequeue + n elements only, and keeps the rest in arrival
+    order, so producers may run ahead (capacity beyond that window) without
+    changing what comes out: the output depends only on the enqueue order.
     """
 
     def __init__(
-        self, capacity, min_after_dequeue, dtypes, shapes=None, seed=None, timeout=None, name=None
+        self,
+        capacity,
+        min_after_dequeue,
+        dtypes,
+        shapes=None,
+        seed=None,
+        timeout=None,
+        name=None,
+        pick_from_oldest: bool = False,
     ):
         if min_after_dequeue < 0 or min_after_dequeue >= capacity:
             raise ValueError(
@@ -238,6 +251,9 @@ class RandomShuffleQueue(QueueBase):
             )
         super().__init__(capacity, dtypes, shapes, timeout, name)
         self.min_after_dequeue = int(min_after_dequeue)
+        self.pick_from_oldest = pick_from_oldest
+        if isinstance(self._store, ArrayStore):
+            self._store = SlotStore(self._capacity, self._dtypes, self._shapes)
         self._rng = np.random.Generator(np.random.PCG64(seed))
         self._after_last_dequeue = 0
 
@@ -246,14 +262,20 @@ class RandomShuffleQueue(QueueBase):
 
     def _remove(self, n: int) -> tuple:
         count = self._store.count
+        if self.pick_from_oldest:
+            count = min(count, self.min_after_dequeue + n)
         pick = self._rng.choice(count, size=n, replace=False) if n else np.zeros(0, np.int64)
-        out = self._store.take_at(pick)
-        self._after_last_dequeue = self._store.count
+        out = self._store.take_at(pick, keep_order=self.pick_from_oldest)
+        self._after_last_dequeue = count - n
         return out
 
     # --- checkpoint support (used by InputPipeline) ----------------------
     def snapshot(self, component: int) -> tuple[np.ndarray, np.ndarray]:
-        """(values of `component` right after the last dequeue, RNG state words)."""
+        """(values of `component` right after the last dequeue, RNG state words).
+
+        With pick_from_oldest, elements enqueued after the last dequeue's
+        window are left out: they are the producers' run-ahead.
+        """
         with self._cond:
             vals = self._store.column(component, self._after_last_dequeue)
             return vals, rng_state_words(self._rng)

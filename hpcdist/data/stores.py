@@ -66,6 +66,68 @@ class ArrayStore:
         return buf[idx]
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """View each row of a C-contiguous array as one opaque item (fast take/put)."""
+    n = len(a)
+    width = a.itemsize * (a.size // n if n else 0)
+    if width == 0:
+        return a
+    return np.ascontiguousarray(a).reshape(n, -1).view(np.dtype((np.void, width))).reshape(n)
+
+
+class SlotStore:
+    """Random-access storage for the shuffle queue: data rows never move.
+
+    Logical position -> physical slot through `slot_of` (ints); a dequeue
+    gathers rows with one take and returns their slots to a free stack; an
+    enqueue writes rows into free slots (a plain copy while they are
+    consecutive). Only integer bookkeeping is compacted, never the data.
+    """
+
+    def __init__(self, capacity: int, dtypes, shapes):
+        self.capacity = capacity
+        self.bufs = [np.empty((capacity, *s), dtype=d) for d, s in zip(dtypes, shapes, strict=True)]
+        self.rows = [_rows(b) for b in self.bufs]
+        self.slot_of = np.zeros(capacity, dtype=np.int64)
+        self.free = np.arange(capacity - 1, -1, -1, dtype=np.int64)
+        self.nfree = capacity
+        self.count = 0
+
+    def append(self, cols, a: int, b: int) -> None:
+        m = b - a
+        phys = self.free[self.nfree - m : self.nfree][::-1].copy()
+        self.nfree -= m
+        run = m > 0 and phys[-1] - phys[0] == m - 1 and bool(np.all(np.diff(phys) == 1))
+        for buf, rows, col in zip(self.bufs, self.rows, cols, strict=True):
+            if run:
+                buf[phys[0] : phys[0] + m] = col[a:b]
+            else:
+                np.put(rows, phys, _rows(np.asarray(col[a:b], dtype=buf.dtype)))
+        self.slot_of[self.count : self.count + m] = phys
+        self.count += m
+
+    def take_at(self, sel: np.ndarray, keep_order: bool = False) -> tuple:
+        phys = self.slot_of[sel]
+        out = tuple(
+            np.take(rows, phys).view(buf.dtype).reshape(len(sel), *buf.shape[1:])
+            for buf, rows in zip(self.bufs, self.rows, strict=True)
+        )
+        if keep_order:
+            keep = np.ones(self.count, dtype=bool)
+            keep[sel] = False
+            self.slot_of[: self.count - len(sel)] = self.slot_of[: self.count][keep]
+        else:
+            holes, tail = _fill_plan(sel, self.count)
+            self.slot_of[holes] = self.slot_of[tail]
+        self.count -= len(sel)
+        self.free[self.nfree : self.nfree + len(sel)] = phys
+        self.nfree += len(sel)
+        return out
+
+    def column(self, i: int, count: int) -> np.ndarray:
+        return np.take(self.bufs[i], self.slot_of[:count], axis=0)
+
+
 class ListStore:
     """One tuple of arrays per element, for shapes not fixed in advance."""
 
@@ -97,8 +159,12 @@ class ListStore:
         del self.items[:n]
         return self._assemble(elems) if assemble else elems
 
-    def take_at(self, sel: np.ndarray) -> tuple:
+    def take_at(self, sel: np.ndarray, keep_order: bool = False) -> tuple:
         elems = [self.items[i] for i in sel]
+        if keep_order:
+            drop = set(np.asarray(sel).tolist())
+            self.items = [e for i, e in enumerate(self.items) if i not in drop]
+            return self._assemble(elems)
         holes, tail = _fill_plan(np.asarray(sel), self.count)
         for h, t in zip(holes, tail, strict=True):
             self.items[h] = self.items[t]
