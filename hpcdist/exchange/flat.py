@@ -13,7 +13,7 @@ from ..compression import Compression
 from ..errors import ExchangeTimeoutError
 from .allreduce import AllreduceExchange
 from .gpu import cuda_aware_mpi
-from .safety import ArrivalCheck, Deadline, default_timeout, describe, wait_requests
+from .safety import ArrivalCheck, Deadline, default_timeout, describe, signature, wait_requests
 
 #: Exchanges kept per communicator for the flat calls (one per list layout seen lately).
 POOL_SIZE = 8
@@ -37,7 +37,7 @@ class _Pool:
             self.comm, comp, op=op, check_every=0, timeout=timeout, skip_nonfinite=True
         )
         ex.check_at_attach = False  # the pool checks every call's list itself
-        ex.attach([_Spec(a.shape, a.dtype) for a in arrays])
+        ex.attach(arrays)  # reads shapes, dtypes and the array module only
         return ex
 
     def release(self, key, ex: AllreduceExchange) -> None:
@@ -49,13 +49,6 @@ class _Pool:
                 e.close()
 
 
-class _Spec:
-    """Shape and dtype of an array, all attach() needs from it."""
-
-    def __init__(self, shape, dtype):
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-
-
 _pools: dict = {}
 
 
@@ -65,6 +58,15 @@ def _pool(comm: MPI.Comm | None) -> _Pool:
     if key not in _pools:
         _pools[key] = _Pool(comm)
     return _pools[key]
+
+
+def clear_pools() -> None:
+    """Free the shared windows the flat calls keep (collective over each communicator used)."""
+    for pool in _pools.values():
+        for exchanges in pool.free.values():
+            for ex in exchanges:
+                ex.close()
+        pool.free.clear()
 
 
 class Handle:
@@ -97,6 +99,9 @@ class Handle:
 def _validate(arrays, op: str):
     if op not in ("sum", "average"):
         raise ValueError(f"op must be 'sum' or 'average', got {op!r}")
+    kinds = "f" if op == "average" else "fiu"
+    if all(type(a) is np.ndarray and a.dtype.kind in kinds for a in arrays):
+        return arrays  # the common case, checked cheaply
     out = []
     for i, a in enumerate(arrays):
         if not (isinstance(a, np.ndarray) or is_cupy(a)):
@@ -124,16 +129,12 @@ def grouped_allreduce_async(
     pool = _pool(comm)
     timeout = default_timeout() if timeout is None else timeout
     pool.calls += 1
+    sig = signature(arrays, op, comp.name)
     try:
-        pool.check.check(pool.calls, describe(arrays, op, comp.name), timeout)
+        pool.check.check(pool.calls, lambda: describe(arrays, op, comp.name), timeout, key=sig)
     except ExchangeTimeoutError as exc:
         runtime.abort(f"{type(exc).__name__}: {exc}", grace_s=1.0)
-    key = (
-        tuple((a.shape, a.dtype.str) for a in arrays),
-        op,
-        comp.name,
-        bool(arrays) and is_cupy(arrays[0]),
-    )
+    key = (sig, bool(arrays) and is_cupy(arrays[0]))
     ex = pool.acquire(key, arrays, op, comp, timeout)
     ex.timeout = timeout
     for g, a in zip(ex.grads, arrays, strict=True):

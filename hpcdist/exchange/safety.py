@@ -30,10 +30,15 @@ def describe(arrays, op: str, compression: str) -> list[str]:
     return lines
 
 
-def fingerprint(lines: list[str]) -> int:
-    """A 62-bit digest of describe()'s lines (cheap, order-sensitive)."""
-    blob = "\n".join(lines).encode()
-    return (zlib.crc32(blob) << 30) ^ zlib.adler32(blob) ^ len(lines)
+def signature(arrays, op: str, compression: str) -> tuple:
+    """What must agree across ranks, cheap to build: ((shape, dtype code), ...), op, compression."""
+    return tuple((a.shape, a.dtype.str) for a in arrays), op, compression
+
+
+def fingerprint(key) -> int:
+    """A 62-bit, order-sensitive digest of a signature() (or of describe()'s lines)."""
+    blob = repr(key).encode()
+    return (zlib.crc32(blob) << 30) ^ zlib.adler32(blob)
 
 
 class Deadline:
@@ -79,11 +84,17 @@ class ArrivalCheck:
         self.comm = comm.Dup()
         self.grace = 2.0
 
-    def check(self, call: int, lines: list[str], timeout: float) -> None:
+    def check(self, call: int, lines, timeout: float, key=None) -> None:
+        """Raise unless every rank is at `call` with the same list, within `timeout` s.
+
+        `lines` (describe()'s output, or a function returning it) names the
+        tensors in an error; `key` (signature()) is the cheap thing digested,
+        `lines` itself when not given.
+        """
         comm = self.comm
         if comm.size == 1:
             return
-        fp = fingerprint(lines)
+        fp = fingerprint(lines if key is None else key)
         table = (
             self._gather_root(call, fp, timeout)
             if comm.rank == 0
@@ -100,7 +111,7 @@ class ArrivalCheck:
             calls = {r: int(table[r, 0]) for r in range(comm.size)}
             raise ExchangeError(f"ranks are at different exchange calls (rank: call) {calls}")
         if len(set(table[:, 1].tolist())) > 1:
-            raise ExchangeError(self._mismatch(lines, table))
+            raise ExchangeError(self._mismatch(lines() if callable(lines) else lines, table))
 
     def _ask_root(self, call: int, fp: int, timeout: float) -> np.ndarray:
         report = np.array([call, fp], dtype=np.int64)

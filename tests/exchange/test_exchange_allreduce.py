@@ -161,7 +161,7 @@ def test_error_feedback_residuals_and_state_dict(comm):
         grads = ex.attach([np.zeros(s, np.float32) for s in shapes])
         total_out = np.zeros(3000)
         steps = 5
-        for step in range(steps):
+        for _ in range(steps):
             grads[0][...] = rank_data(comm.rank, 20, shapes=shapes)[0]
             ex.synchronize()
             total_out += grads[0]

@@ -1,9 +1,8 @@
-"""Exchange jobs started with their own mpiexec: pretend nodes, error growth, mismatches, deadlines."""
+"""Exchange jobs with their own mpiexec: pretend nodes, error growth, mismatches, deadlines."""
 
 import re
 
 import pytest
-
 from launch import run_mpi
 
 pytestmark = pytest.mark.launcher

@@ -1,0 +1,255 @@
+"""Gradient exchange benchmark: hpcdist against raw mpi4py Allreduce and torch gloo.
+
+    mpiexec -n 2 python -m hpcdist.bench allreduce          # one world size
+    python -m hpcdist.bench allreduce --ranks-hint 2,4      # starts mpiexec per size
+
+Times are the median over iterations of the slowest rank's time (a barrier
+before each). algbw = payload bytes / time; busbw = algbw * 2(n-1)/n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+MB = 1e6
+
+
+def resnet50_like(seed: int = 0) -> list[int]:
+    """161 tensor sizes, log-uniform in 64..2.4M, rescaled to 25.6M floats in total."""
+    rng = np.random.default_rng(seed)
+    sizes = np.exp(rng.uniform(np.log(64), np.log(2.4e6), 161))
+    for _ in range(50):
+        sizes = np.clip(sizes * 25.6e6 / sizes.sum(), 64, 2.4e6)
+    return [int(s) for s in sizes]
+
+
+WORKLOADS = {
+    "resnet50": resnet50_like,
+    "small2000": lambda: [256] * 2000,
+    "flat100MB": lambda: [25_000_000],
+}
+
+
+def timed(comm, fn, iters: int, warmup: int = 2) -> float:
+    """Median over iterations of the slowest rank's seconds for fn()."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        comm.Barrier()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    worst = np.array(times)
+    comm.Allreduce(MPI.IN_PLACE, worst, op=MPI.MAX)
+    return float(np.median(worst))
+
+
+def raw_variants(comm, sizes):
+    tensors = [np.zeros(s, np.float32) for s in sizes]
+    flat = np.zeros(sum(sizes), np.float32)
+
+    def per_tensor():
+        for t in tensors:
+            comm.Allreduce(MPI.IN_PLACE, t, MPI.SUM)
+
+    def one_buffer():
+        comm.Allreduce(MPI.IN_PLACE, flat, MPI.SUM)
+
+    return {
+        "mpi4py Allreduce per tensor": per_tensor,
+        "mpi4py Allreduce one flat buffer": one_buffer,
+    }
+
+
+def hpcdist_variants(comm, sizes, bucket_bytes):
+    import hpcdist
+
+    rng = np.random.default_rng(comm.rank)
+    variants, closers = {}, []
+    for comp in ("none", "bf16", "fp16"):
+        ex = hpcdist.AllreduceExchange(comm, compression=comp, bucket_bytes=bucket_bytes)
+        grads = ex.attach([np.empty(s, np.float32) for s in sizes])
+        for g in grads:
+            g[...] = rng.standard_normal(g.size).reshape(g.shape)
+        variants[f"hpcdist AllreduceExchange {comp} (grads in window)"] = (ex.synchronize, ex)
+        closers.append(ex)
+    inputs = [rng.standard_normal(s).astype(np.float32) for s in sizes]
+    variants["hpcdist grouped_allreduce none (copy in/out)"] = (
+        lambda: hpcdist.grouped_allreduce(inputs, comm=comm),
+        None,
+    )
+    return variants, closers
+
+
+def gloo_variant(comm, sizes):
+    """torch.distributed gloo, DDP-style: 25 MB buckets the gradients are views of."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    if not dist.is_initialized():
+        port = comm.bcast(29500 + os.getpid() % 2000 if comm.rank == 0 else None)
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(port)
+        dist.init_process_group("gloo", rank=comm.rank, world_size=comm.size)
+    limit = 25 * 1024 * 1024 // 4
+    buckets, current = [], 0
+    for s in reversed(sizes):
+        if not buckets or current + s > limit:
+            buckets.append(0)
+            current = 0
+        buckets[-1] += s
+        current += s
+    flats = [torch.zeros(n) for n in buckets]
+
+    def run():
+        works = [dist.all_reduce(f, async_op=True) for f in flats]
+        for w, f in zip(works, flats, strict=True):
+            w.wait()
+            f.div_(comm.size)
+
+    return run
+
+
+def bench_size(comm, names, bucket_bytes, budget_s: float) -> list[dict]:
+    rows = []
+    for wl in names:
+        sizes = WORKLOADS[wl]()
+        nbytes = 4 * sum(sizes)
+        variants = {k: (v, None) for k, v in raw_variants(comm, sizes).items()}
+        more, closers = hpcdist_variants(comm, sizes, bucket_bytes)
+        variants.update(more)
+        gloo = gloo_variant(comm, sizes)
+        if gloo is not None:
+            variants["torch gloo, DDP-style 25 MB buckets"] = (gloo, None)
+        for name, (fn, ex) in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            first = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+            iters = int(max(3, min(30, budget_s / max(first, 1e-6))))
+            t = timed(comm, fn, iters)
+            wire = ex.stats.wire_bytes // max(ex.stats.calls, 1) if ex is not None else None
+            rows.append(dict(workload=wl, variant=name, seconds=t, nbytes=nbytes, wire=wire))
+        for ex in closers:
+            ex.close()
+        from hpcdist.exchange.flat import clear_pools
+
+        clear_pools()
+    return rows
+
+
+def report(comm, rows) -> None:
+    n = comm.size
+    print(f"\n## world size {n} ({MPI.Get_library_version().splitlines()[0].strip()})")
+    print(
+        "| workload | variant | time ms | algbw GB/s | busbw GB/s | x best raw MPI | wire MB/rank |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for wl in dict.fromkeys(r["workload"] for r in rows):
+        mine = [r for r in rows if r["workload"] == wl]
+        best = min(r["seconds"] for r in mine if r["variant"].startswith("mpi4py"))
+        for r in mine:
+            alg = r["nbytes"] / r["seconds"] / 1e9
+            wire = f"{r['wire'] / MB:.1f}" if r["wire"] is not None else ""
+            print(
+                f"| {wl} | {r['variant']} | {r['seconds'] * 1e3:.2f} | {alg:.2f} | "
+                f"{alg * 2 * (n - 1) / n:.2f} | {r['seconds'] / best:.2f} | {wire} |"
+            )
+    sys.stdout.flush()
+
+
+def sweep(comm, workload: str, spec: str, budget: float) -> int:
+    """Time the uncompressed exchange at several bucket sizes (to choose the default)."""
+    import hpcdist
+
+    sizes = WORKLOADS[workload]()
+    if comm.rank == 0:
+        print(f"\n## bucket sweep, {workload}, world size {comm.size}")
+        print("| bucket bytes | time ms |\n|---|---|")
+    for bb in [int(float(x)) for x in spec.split(",")]:
+        with hpcdist.AllreduceExchange(comm, bucket_bytes=bb) as ex:
+            ex.attach([np.zeros(s, np.float32) for s in sizes])
+            t = timed(comm, ex.synchronize, int(max(5, budget / 0.02)))
+        if comm.rank == 0:
+            print(f"| {bb} | {t * 1e3:.2f} |", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m hpcdist.bench allreduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--ranks-hint",
+        default="",
+        help="world sizes to run (e.g. 2,4): "
+        "started with mpiexec from a 1-rank run; under mpiexec, a label only",
+    )
+    p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--bucket-bytes", type=int, default=None)
+    p.add_argument("--budget", type=float, default=1.5, help="seconds per variant (about)")
+    p.add_argument(
+        "--sweep-buckets",
+        default="",
+        help="bucket sizes in bytes (e.g. 1e6,4e6): "
+        "time AllreduceExchange none on the first workload at each",
+    )
+    args = p.parse_args(argv)
+    comm = MPI.COMM_WORLD
+    sizes = [int(s) for s in args.ranks_hint.split(",") if s]
+    if comm.size == 1 and sizes and sizes != [1]:
+        rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
+        if args.sweep_buckets:
+            rest.append(f"--sweep-buckets={args.sweep_buckets}")
+        if args.bucket_bytes:
+            rest.append(f"--bucket-bytes={args.bucket_bytes}")
+        return _spawn(sizes, rest)
+    import hpcdist
+
+    hpcdist.init()
+    if args.sweep_buckets:
+        return sweep(comm, args.workloads.split(",")[0], args.sweep_buckets, args.budget)
+    rows = bench_size(comm, args.workloads.split(","), args.bucket_bytes, args.budget)
+    if comm.rank == 0:
+        report(comm, rows)
+    return 0
+
+
+def _spawn(sizes: list[int], rest: list[str]) -> int:
+    """Run this benchmark under mpiexec once per world size."""
+    from pathlib import Path
+
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    rc = 0
+    for n in sizes:
+        cmd = [
+            str(mpiexec) if mpiexec.exists() else "mpiexec",
+            "-n",
+            str(n),
+            sys.executable,
+            "-m",
+            "hpcdist.bench",
+            "allreduce",
+            f"--ranks-hint={n}",
+            *rest,
+        ]
+        print(
+            f"$ {' '.join(cmd[:3])} python -m hpcdist.bench allreduce {' '.join(rest)}", flush=True
+        )
+        rc |= subprocess.call(cmd)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
