@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import CancelledError, DataError, OutOfRangeError
 from .plan import EpochPlan
+from .procread import ProcessFeeder, ReaderProcess
 from .queues import RandomShuffleQueue
 from .runners import Coordinator, QueueRunner
 
@@ -77,6 +79,11 @@ class _Feeder:
                 self.cond.notify_all()
 
 
+def _close_all(procs) -> None:
+    for p in procs:
+        p.close()
+
+
 def _skip(a: np.ndarray, b: np.ndarray, n: int):
     """Ranges after the first n records."""
     ends = np.cumsum(b - a)
@@ -107,6 +114,7 @@ class InputPipeline:
         num_threads: int = 2,
         block_size: int = 1024,
         prefetch: int | None = None,
+        readers: str = "auto",
     ):
         if comm is None:
             from mpi4py import MPI
@@ -120,6 +128,15 @@ class InputPipeline:
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
         self.num_threads, self.remainder = num_threads, remainder
         self.prefetch = 2 * block_size if prefetch is None else int(prefetch)
+        if readers not in ("auto", "threads", "processes"):
+            raise ValueError(f"readers must be 'auto', 'threads' or 'processes', got {readers!r}")
+        use = getattr(source, "use_processes", False) if readers == "auto" else readers
+        self.use_processes = use in (True, "processes")
+        self.block_size = block_size
+        self._procs: list = []
+        self._finalizer = None
+        self._epochs_started = 0
+        self._last_queue = None
         self.plan = EpochPlan(source.counts, seed, comm.size, batch_size, remainder, block_size)
         self.stats = PipelineStats(comm=comm)
         self._live = {"epoch": 0, "step": 0, "cursor": 0, "queue": None}
@@ -149,7 +166,7 @@ class InputPipeline:
             queue.restore((*self._read_ids(ids0), ids0), rng0)
         self.stats = PipelineStats(epoch=epoch, comm=self.comm)
         coord = Coordinator()
-        feeder = _Feeder(self.source, self.plan, queue, a, b, self.num_threads, self.stats, coord)
+        feeder = self._feeder(queue, a, b, coord)
         threads = QueueRunner(queue, feeder.functions()).create_threads(coord)
         self._live = {"epoch": epoch, "step": step, "cursor": cursor, "queue": queue}
         try:
@@ -166,6 +183,28 @@ class InputPipeline:
             queue.close(cancel_pending_enqueues=True)
             for t in threads:
                 t.join(10)
+
+    def _feeder(self, queue, a, b, coord):
+        if not self.use_processes:
+            return _Feeder(self.source, self.plan, queue, a, b, self.num_threads, self.stats, coord)
+        if not self._procs:
+            self._procs = [
+                ReaderProcess(self.source, self.block_size, self.rank)
+                for _ in range(self.num_threads)
+            ]
+            self._finalizer = weakref.finalize(self, _close_all, self._procs)
+        self._epochs_started += 1
+        return ProcessFeeder(
+            self._procs, self.plan, queue, a, b, self.stats, coord, self._epochs_started
+        )
+
+    def close(self) -> None:
+        """Stop the current epoch's threads and the reader processes."""
+        if self._active is not None:
+            self._active.close()
+        if self._finalizer is not None:
+            self._finalizer()
+        self._procs = []
 
     def _new_queue(self, epoch: int) -> RandomShuffleQueue:
         src = self.source

@@ -269,6 +269,16 @@ class RandomShuffleQueue(QueueBase):
         self._after_last_dequeue = count - n
         return out
 
+    def recycle_storage(self, old: RandomShuffleQueue) -> None:
+        """Take over the row buffers of a finished queue of the same layout (empty queue only)."""
+        with self._cond:
+            same = type(old._store) is type(self._store) is SlotStore and all(
+                a.shape == b.shape and a.dtype == b.dtype
+                for a, b in zip(old._store.bufs, self._store.bufs, strict=True)
+            )
+            if same and self._store.count == 0:
+                self._store.bufs, self._store.rows = old._store.bufs, old._store.rows
+
     # --- checkpoint support (used by InputPipeline) ----------------------
     def snapshot(self, component: int) -> tuple[np.ndarray, np.ndarray]:
         """(values of `component` right after the last dequeue, RNG state words).

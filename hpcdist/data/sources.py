@@ -12,8 +12,13 @@ from ..errors import DataError
 
 MANIFEST = "manifest.json"
 
+#: Set in reader processes (children of a rank must not start MPI).
+RANK: int | None = None
+
 
 def _rank() -> int:
+    if RANK is not None:
+        return RANK
     from mpi4py import MPI
 
     return MPI.COMM_WORLD.rank
@@ -32,8 +37,15 @@ class RecordSource:
     feature_dtype: np.dtype
     label_dtype: np.dtype
 
+    #: Read in child processes (True where a library lock would serialize threads).
+    use_processes = False
+
     def read(self, file_index: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def read_into(self, file_index: int, start: int, stop: int, out_x, out_y) -> None:
+        """Read rows [start, stop) into the given arrays."""
+        out_x[...], out_y[...] = self.read(file_index, start, stop)
 
     def close(self) -> None:
         pass
@@ -155,6 +167,30 @@ class HDF5Source(RecordSource):
                 f"{self.paths[file_index]}: reading records {start}..{stop} failed ({ex}) "
                 f"[rank {_rank()}]"
             ) from ex
+
+    use_processes = True  # h5py's global lock serializes reading threads
+
+    def read_into(self, file_index, start, stop, out_x, out_y):
+        x, y = self._datasets(file_index)
+        if stop > len(x) or stop > len(y):
+            self.read(file_index, start, stop)  # raises the DataError
+        try:
+            x.read_direct(out_x, np.s_[start:stop])
+            y.read_direct(out_y, np.s_[start:stop])
+        except (OSError, ValueError, RuntimeError, TypeError) as ex:
+            raise DataError(
+                f"{self.paths[file_index]}: reading records {start}..{stop} failed ({ex}) "
+                f"[rank {_rank()}]"
+            ) from ex
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_files"], state["_lock"] = {}, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         with self._lock:

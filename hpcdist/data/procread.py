@@ -1,0 +1,207 @@
+"""Reader processes: h5py holds the GIL while it reads, so HDF5 reads run in child processes.
+
+Each child owns a few block slots of shared memory; the parent asks it to
+read a row range of a file into a slot and waits for the reply. Requests are
+answered in order, and carry a token so replies of an abandoned epoch are
+dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from ..errors import DataError
+
+SLOTS = 2
+
+
+def _views(shm, slots: int, rows: int, shape, xdtype, ydtype):
+    xbytes = slots * rows * int(np.prod(shape)) * np.dtype(xdtype).itemsize
+    x = np.ndarray((slots, rows, *shape), dtype=xdtype, buffer=shm.buf)
+    y = np.ndarray((slots, rows), dtype=ydtype, buffer=shm.buf, offset=xbytes)
+    return x, y
+
+
+def _nbytes(rows: int, shape, xdtype, ydtype) -> int:
+    per = int(np.prod(shape)) * np.dtype(xdtype).itemsize + np.dtype(ydtype).itemsize
+    return max(1, SLOTS * rows * per)
+
+
+def _worker(conn) -> None:
+    from . import sources
+
+    source, shm_name, rows, shape, xdtype, ydtype, rank = conn.recv()
+    sources.RANK = rank  # never import MPI in a child of an MPI rank
+    shm = shared_memory.SharedMemory(name=shm_name)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.unregister(shm._name, "shared_memory")  # the parent owns and unlinks it
+    x, y = _views(shm, SLOTS, rows, shape, xdtype, ydtype)
+    try:
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                break
+            token, slot, f, a, b = msg
+            try:
+                source.read_into(f, a, b, x[slot, : b - a], y[slot, : b - a])
+                conn.send((token, slot, None))
+            except Exception as ex:  # noqa: BLE001 - sent to the parent, raised there
+                conn.send((token, slot, f"{type(ex).__name__}: {ex}"))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        del x, y
+        shm.close()
+        source.close()
+
+
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPICH_", "I_MPI_")
+
+
+def _child_env() -> dict:
+    """This environment without the MPI launcher's variables, with hpcdist importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LAUNCHER_PREFIXES)}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
+class _Duplex:
+    """A reading and a writing Connection used as one."""
+
+    def __init__(self, rd: Connection, wr: Connection):
+        self.rd, self.wr = rd, wr
+        self.poll, self.recv, self.send = rd.poll, rd.recv, wr.send
+
+    def close(self) -> None:
+        self.rd.close()
+        self.wr.close()
+
+
+class ReaderProcess:
+    """One child process reading blocks of `rows` records into shared memory."""
+
+    def __init__(self, source, rows: int, rank: int):
+        shape, xd, yd = tuple(source.feature_shape), source.feature_dtype, source.label_dtype
+        self.shm = shared_memory.SharedMemory(create=True, size=_nbytes(rows, shape, xd, yd))
+        self.x, self.y = _views(self.shm, SLOTS, rows, shape, xd, yd)
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(down_r), str(up_w)],
+            pass_fds=(down_r, up_w),
+            env=_child_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(down_r)
+        os.close(up_w)
+        self.conn = _Duplex(Connection(up_r, writable=False), Connection(down_w, readable=False))
+        self.conn.send((source, self.shm.name, rows, shape, xd, yd, rank))
+
+    def request(self, token, slot: int, f: int, a: int, b: int) -> None:
+        self.conn.send((token, slot, f, a, b))
+
+    def reply(self, token, should_stop) -> int:
+        """Wait for the reply to `token`'s oldest request; returns its slot."""
+        while True:
+            while not self.conn.poll(0.1):
+                if should_stop():
+                    raise DataError("pipeline stopped")
+                if self.proc.poll() is not None:
+                    raise DataError(
+                        f"reader process {self.proc.pid} died (exit code {self.proc.returncode})"
+                    )
+            got, slot, error = self.conn.recv()
+            if got != token:
+                continue  # left over from an abandoned epoch
+            if error is not None:
+                raise DataError(error)
+            return slot
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
+        del self.x, self.y
+        self.shm.close()
+        self.shm.unlink()
+
+
+class ProcessFeeder:
+    """Feeds the shuffle queue from reader processes, in plan order (one thread per child)."""
+
+    def __init__(self, procs, plan, queue, a, b, stats, coord, token):
+        self.procs, self.plan, self.queue = procs, plan, queue
+        self.a, self.b, self.stats, self.coord, self.token = a, b, stats, coord, token
+        self.turn = 0
+        self.cond = threading.Condition()
+
+    def functions(self) -> list:
+        return [self._make(t) for t in range(len(self.procs))]
+
+    def _make(self, t: int):
+        mine = list(range(t, len(self.a), len(self.procs)))
+        proc, state = self.procs[t], {"sent": 0, "done": 0}
+
+        def send_ahead():
+            while state["sent"] < len(mine) and state["sent"] - state["done"] < SLOTS:
+                i = mine[state["sent"]]
+                f, row = self.plan.locate(np.array([self.a[i]]))
+                n = int(self.b[i] - self.a[i])
+                proc.request(
+                    self.token, state["sent"] % SLOTS, int(f[0]), int(row[0]), int(row[0]) + n
+                )
+                state["sent"] += 1
+
+        def fn():
+            from ..errors import OutOfRangeError
+
+            if state["done"] == len(mine):
+                raise OutOfRangeError("no more ranges for this reader")
+            send_ahead()
+            slot = proc.reply(self.token, self.coord.should_stop)
+            i = mine[state["done"]]
+            self._enqueue(i, proc.x[slot], proc.y[slot])
+            state["done"] += 1
+            send_ahead()
+
+        return fn
+
+    def _enqueue(self, i: int, x, y) -> None:
+        a, b = int(self.a[i]), int(self.b[i])
+        with self.cond:
+            while self.turn != i:
+                if self.coord.should_stop():
+                    raise DataError("pipeline stopped")
+                self.cond.wait(0.1)
+        try:
+            self.queue.enqueue_many((x[: b - a], y[: b - a], np.arange(a, b, dtype=np.int64)))
+        finally:
+            with self.cond:
+                self.turn += 1
+                self.stats.records_read += b - a
+                self.cond.notify_all()
+
+
+def child_main(argv) -> None:
+    """Entry point of a reader process: argv holds the two pipe descriptors."""
+    rfd, wfd = int(argv[0]), int(argv[1])
+    _worker(_Duplex(Connection(rfd, writable=False), Connection(wfd, readable=False)))
+
+
+_CHILD = "import sys; from hpcdist.data.procread import child_main; child_main(sys.argv[1:])"
