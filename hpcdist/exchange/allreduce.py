@@ -15,7 +15,14 @@ from .base import Exchange, ExchangeStats, SyncInfo
 from .buckets import DEFAULT_BUCKET_BYTES, BucketLayout
 from .gpu import DeviceStaging
 from .mpi import MpiSum, Turns
-from .safety import ArrivalCheck, Deadline, default_timeout, describe, is_finite_sum
+from .safety import (
+    ArrivalCheck,
+    Deadline,
+    default_timeout,
+    describe,
+    fingerprint,
+    is_finite_sum,
+)
 from .shm import FINAL, NodeGroup, ShmReducer
 
 #: Buckets smaller than this go through the library's Iallreduce (measured crossover).
@@ -74,6 +81,7 @@ class AllreduceExchange(Exchange):
             raise ExchangeError("attach() was already called on this exchange")
         params = list(params)
         self._lines = describe(params, self.op, self.comp.name)
+        self._key = fingerprint(self._lines)  # digested once; each check sends this number
         if self.check_at_attach:
             self._check(0)
         slots_bytes = (
@@ -228,7 +236,7 @@ class AllreduceExchange(Exchange):
 
     def _wire_bytes(self) -> int:
         """Bytes this rank sends per call: 2(p-1)/p of each bucket at the wire width."""
-        total, p = 0, self.comm.size
+        total, p = 0.0, self.comm.size
         for b in self.layout.buckets:
             dt = self.layout.slabs[b.slab].dtype
             width = (
@@ -238,12 +246,12 @@ class AllreduceExchange(Exchange):
             )
             if self._strategy(b) == "shm" and self.group.num_nodes > 1:
                 n, m = self.group.node.size, self.group.num_nodes
-                total += 2 * (n - 1) * b.size * width // n
+                total += 2 * (n - 1) * b.size * width / n
                 if self.group.node.rank == 0:
-                    total += 2 * (m - 1) * b.size * width // m
+                    total += 2 * (m - 1) * b.size * width / m
             else:
-                total += 2 * (p - 1) * b.size * width // p
-        return total
+                total += 2 * (p - 1) * b.size * width / p
+        return round(total)
 
     def _autotune_step(self, seconds: float) -> None:
         worst = self.comm.allreduce(seconds, op=MPI.MAX)
@@ -272,7 +280,7 @@ class AllreduceExchange(Exchange):
     # --- safety ---------------------------------------------------------
     def _check(self, call: int) -> None:
         try:
-            self.arrival.check(call, self._lines, self.timeout)
+            self.arrival.check(call, self._lines, self.timeout, key=self._key)
         except ExchangeTimeoutError as exc:
             self._fail(exc)
 
@@ -292,7 +300,7 @@ class AllreduceExchange(Exchange):
         # Who is missing? The ranks that timed out meet in an arrival check; absentees are named.
         try:
             self.arrival.check(
-                self._call, self._lines, min(self.timeout, max(2.0, self.timeout / 5))
+                self._call, self._lines, min(self.timeout, max(2.0, self.timeout / 5)), self._key
             )
             text += "; every rank reached the diagnosis, so the stall is inside MPI"
         except ExchangeError as diag:

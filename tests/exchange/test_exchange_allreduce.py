@@ -134,7 +134,8 @@ def test_wire_bytes_halve_with_16_bit(comm):
             assert ex.stats.wire_bytes == counted[comp]
     if comm.size > 1:
         assert counted["none"] > 0
-        assert counted["fp16"] * 2 == counted["none"] == counted["bf16"] * 2
+        assert counted["fp16"] == counted["bf16"]
+        assert abs(counted["fp16"] * 2 - counted["none"]) <= 1  # half, to the byte
     else:
         assert counted == {"none": 0, "fp16": 0, "bf16": 0}
 
