@@ -12,7 +12,7 @@ from ..backend import is_cupy
 from ..compression import Compression
 from ..errors import ExchangeError, ExchangeTimeoutError, NonFiniteGradientError
 from .base import Exchange, ExchangeStats, SyncInfo
-from .buckets import DEFAULT_BUCKET_BYTES, BucketLayout
+from .buckets import DEFAULT_BUCKET_BYTES, BucketAutotuner, BucketLayout
 from .gpu import DeviceStaging
 from .mpi import MpiSum, Turns
 from .safety import (
@@ -92,7 +92,9 @@ class AllreduceExchange(Exchange):
         )
         slots = max(len(self.layout.buckets), 1)
         self.layout.cut(AUTOTUNE_CANDIDATES[0] if self.autotune else self.bucket_bytes)
-        self._trials = list(AUTOTUNE_CANDIDATES) if self.autotune else []
+        self._tuner = (
+            BucketAutotuner(AUTOTUNE_CANDIDATES, AUTOTUNE_TRIALS) if self.autotune else None
+        )
         self.group = NodeGroup(self.comm)
         self.reducer = ShmReducer(self.group, self.layout, self.comp, slots)
         region = self.reducer.shared.regions[self.group.node.rank]
@@ -224,7 +226,7 @@ class AllreduceExchange(Exchange):
         st.payload_bytes += self.layout.nbytes
         st.seconds += seconds
         st.skipped += int(info.skip)
-        if self._trials:
+        if self._tuner is not None and self._tuner.active:
             self._autotune_step(seconds)
         self._reset_call()
         if nonfinite and not self.skip_nonfinite:
@@ -255,20 +257,10 @@ class AllreduceExchange(Exchange):
 
     def _autotune_step(self, seconds: float) -> None:
         worst = self.comm.allreduce(seconds, op=MPI.MAX)
-        self._stats.history.append((self.layout.bucket_bytes, worst))
-        if (
-            len([h for h in self._stats.history if h[0] == self.layout.bucket_bytes])
-            < AUTOTUNE_TRIALS
-        ):
+        nxt = self._tuner.record(self.layout.bucket_bytes, worst)
+        self._stats.history = self._tuner.history
+        if nxt is None or nxt == self.layout.bucket_bytes:
             return
-        self._trials.pop(0)
-        if self._trials:
-            nxt = self._trials[0]
-        else:
-            per = {}
-            for size, t in self._stats.history:
-                per[size] = min(t, per.get(size, t))
-            nxt = min(per, key=per.get)
         node = self.group.node
         node.Barrier()  # every bucket of the old cut is finished on this node
         self.layout.cut(nxt)

@@ -118,3 +118,33 @@ class BucketLayout:
         dtype = np.dtype(dtype)
         offset = sum(_align(slab.size * dtype.itemsize) for slab in self.slabs[:s])
         return area[offset : offset + self.slabs[s].size * dtype.itemsize].view(dtype)
+
+
+class BucketAutotuner:
+    """Tries each candidate bucket size for `trials` calls, then keeps the fastest.
+
+    Feed it the same times on every rank (the slowest rank's) so that every
+    rank picks the same size.
+    """
+
+    def __init__(self, candidates, trials: int):
+        self.todo = list(candidates)
+        self.trials = trials
+        self.history: list[tuple[int, float]] = []
+
+    @property
+    def active(self) -> bool:
+        return bool(self.todo)
+
+    def record(self, size: int, seconds: float) -> int | None:
+        """Note one call at `size`; return the size to cut next, or None to keep this one."""
+        self.history.append((size, seconds))
+        if sum(1 for s, _ in self.history if s == size) < self.trials or not self.todo:
+            return None
+        self.todo.pop(0)
+        if self.todo:
+            return self.todo[0]
+        best: dict[int, float] = {}
+        for s, t in self.history:
+            best[s] = min(t, best.get(s, t))
+        return min(best, key=best.get)
