@@ -23,6 +23,7 @@ from .safety import (
     fingerprint,
     is_finite_sum,
 )
+from .schedule import BucketRun
 from .shm import FINAL, NodeGroup, ShmReducer
 
 #: Buckets smaller than this go through the library's Iallreduce (measured crossover).
@@ -108,16 +109,11 @@ class AllreduceExchange(Exchange):
         if self.error_feedback and self.comp.wire_itemsize:
             xp = self.staging.xp if gpu else np
             self._residuals = [xp.zeros(s.size, dtype=s.dtype) for s in self.layout.slabs]
-        self._ready = np.zeros(len(params), dtype=bool)
         self._reset_call()
         return self.grads
 
     def _reset_call(self) -> None:
-        self._pending = list(self.layout.buckets)  # not yet started, in bucket order
-        self._active: dict = {}
-        self._waits: dict = {}
-        self._mpi_nonfinite = False
-        self._ready[:] = False
+        self._run = BucketRun(self.layout.buckets, len(self.grads), self._work)
         self._in_call = False
 
     def _strategy(self, b) -> str:
@@ -144,45 +140,31 @@ class AllreduceExchange(Exchange):
         """Mark gradient i final; start every bucket, in order, whose gradients all are."""
         self._require_attached()
         self._begin_call()
-        self._ready[i] = True
-        while self._pending and self._ready[self._pending[0].params].all():
-            self._start(self._pending.pop(0))
-        self._progress()
+        self._run.mark_ready(i)
 
     def synchronize(self) -> SyncInfo:
         """Average every gradient over comm in place; return wire bytes, seconds, non-finite."""
         self._require_attached()
         self._begin_call()
-        deadline = Deadline(self.timeout)
         try:
             if self.check_every and (self._call == 1 or self._call % self.check_every == 0):
                 self._check(self._call)
-            while self._pending:
-                self._start(self._pending.pop(0))
-            while self._active:
-                if self._progress():
-                    deadline.reset_backoff()
-                elif deadline.expired():
-                    self._timed_out()
-                else:
-                    deadline.pause()
+            self._run.drive(Deadline(self.timeout), self._timed_out)
         except ExchangeTimeoutError as exc:
             self._fail(exc)
         return self._finish_call()
 
-    def _start(self, b) -> None:
+    def _work(self, b):
+        """The generator that exchanges bucket b in this call."""
         kind = self._strategy(b)
         residual = self._residuals[b.slab][b.start : b.stop] if self._residuals else None
         inv = 1.0 / self.comm.size if self.op == "average" else 1.0
         if self.staging is not None:
-            gen = self.staging.run(b, self._call, kind, inv, self.comm, residual, self.turns)
-        elif kind == "shm":
+            return self.staging.run(b, self._call, kind, inv, self.comm, residual, self.turns)
+        if kind == "shm":
             res = self._residuals[b.slab] if self._residuals else None
-            gen = self.reducer.reduce(b, self._call, inv, res)
-        else:
-            gen = self._mpi_bucket(b, kind, inv, residual)
-        self._active[b.index] = gen
-        self._step(b.index)
+            return self.reducer.reduce(b, self._call, inv, res)
+        return self._mpi_bucket(b, kind, inv, residual)
 
     def _mpi_bucket(self, b, kind: str, inv: float, residual):
         buf = self.reducer.grads(self.group.node.rank, b.slab)[b.start : b.stop]
@@ -194,22 +176,9 @@ class AllreduceExchange(Exchange):
             buf *= buf.dtype.type(inv)
         return not is_finite_sum(buf)
 
-    def _step(self, index: int) -> bool:
-        try:
-            self._waits[index] = next(self._active[index])
-            return False
-        except StopIteration as stop:
-            self._mpi_nonfinite |= bool(stop.value)
-            del self._active[index]
-            self._waits.pop(index, None)
-            return True
-
-    def _progress(self) -> bool:
-        return any([self._step(i) for i in list(self._active)])
-
     def _finish_call(self) -> SyncInfo:
         call = self._call
-        nonfinite = self._mpi_nonfinite or any(
+        nonfinite = self._run.nonfinite or any(
             self.reducer.nonfinite(b, call) for b in self.layout.buckets
         )
         seconds = time.perf_counter() - self._t0
@@ -281,7 +250,7 @@ class AllreduceExchange(Exchange):
             self.reducer.describe(w)
             if w[0] != "mpi"
             else f"bucket {w[1].index}: the library allreduce over all {self.comm.size} ranks"
-            for w in self._waits.values()
+            for w in self._run.waits.values()
         ]
         more = f" (+{len(waits) - 3} more)" if len(waits) > 3 else ""
         text = (

@@ -80,8 +80,8 @@ class Handle:
     def done(self) -> bool:
         """Advance the reduction without blocking; True once wait() would not block."""
         if self._result is None and self._ex is not None:
-            self._ex._progress()
-            return not self._ex._active and not self._ex._pending
+            self._ex._run.progress()
+            return self._ex._run.done
         return True
 
     def wait(self):
@@ -140,8 +140,7 @@ def grouped_allreduce_async(
     for g, a in zip(ex.grads, arrays, strict=True):
         g[...] = a
     ex._begin_call()
-    while ex._pending:
-        ex._start(ex._pending.pop(0))
+    ex._run.start_all()
     return Handle(pool, key, ex, arrays, single=False)
 
 
