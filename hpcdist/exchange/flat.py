@@ -23,7 +23,7 @@ class _Pool:
     """Exchanges for one communicator, keyed by (layout, op, compression); LRU-evicted."""
 
     def __init__(self, comm: MPI.Comm):
-        self.comm = comm
+        self.comm = comm.Dup()  # outlives the caller's handle
         self.check = ArrivalCheck(comm)
         self.calls = 0
         self.free: OrderedDict = OrderedDict()
@@ -49,20 +49,24 @@ class _Pool:
                 e.close()
 
 
-_pools: dict = {}
+_pools: list = []
+_KEYVAL = MPI.Comm.Create_keyval()  # the pool hangs off its communicator as an MPI attribute
 
 
 def _pool(comm: MPI.Comm | None) -> _Pool:
+    """The pool of `comm`, found by attribute: a freed handle that is reused gets a new one."""
     comm = comm or runtime.world_comm()
-    key = MPI.Comm.py2f(comm)
-    if key not in _pools:
-        _pools[key] = _Pool(comm)
-    return _pools[key]
+    pool = comm.Get_attr(_KEYVAL)
+    if pool is None:
+        pool = _Pool(comm)
+        comm.Set_attr(_KEYVAL, pool)
+        _pools.append(pool)
+    return pool
 
 
 def clear_pools() -> None:
     """Free the shared windows the flat calls keep (collective over each communicator used)."""
-    for pool in _pools.values():
+    for pool in _pools:
         for exchanges in pool.free.values():
             for ex in exchanges:
                 ex.close()

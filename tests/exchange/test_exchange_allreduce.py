@@ -97,14 +97,32 @@ def test_async_handles_overlap(comm):
     assert rel_error(grouped.wait(), ref5) <= 1e-6
 
 
-def test_sub_communicator(comm):
-    sub = comm.Split(comm.rank % 2, comm.rank)
-    members = [r for r in range(comm.size) if r % 2 == comm.rank % 2]
-    out = hpcdist.grouped_allreduce(rank_data(comm.rank, 6), op="sum", comm=sub)
-    every = [rank_data(r, 6) for r in members]
-    ref = [sum(e[i].astype(np.float64) for e in every) for i in range(len(SHAPES))]
-    assert rel_error(out, ref) <= 1e-6
-    sub.Free()
+def test_sub_communicators_one_after_another(comm):
+    # freed handles are reused by MPI: each new communicator must get its own exchange
+    for color in (lambda r: r % 2, lambda r: int(r < comm.size // 2), lambda r: 0):
+        sub = comm.Split(color(comm.rank), comm.rank)
+        members = [r for r in range(comm.size) if color(r) == color(comm.rank)]
+        out = hpcdist.grouped_allreduce(rank_data(comm.rank, 6), op="sum", comm=sub)
+        every = [rank_data(r, 6) for r in members]
+        ref = [sum(e[i].astype(np.float64) for e in every) for i in range(len(SHAPES))]
+        assert rel_error(out, ref) <= 1e-6
+        sub.Free()
+
+
+def test_mixed_dtypes_compressed(comm):
+    shapes, dtypes = [(300,), (50, 4), (7,)], [np.float64, np.float32, np.int32]
+    mine = [
+        (np.arange(np.prod(s)).reshape(s) % 11 + comm.rank).astype(d)
+        for s, d in zip(shapes, dtypes, strict=True)
+    ]
+    out = hpcdist.grouped_allreduce(mine, op="sum", compression="bf16")
+    for o, m in zip(out, mine, strict=True):
+        ref = sum((m - comm.rank + r).astype(np.float64) for r in range(comm.size))
+        assert o.dtype == m.dtype
+        if o.dtype.kind == "i":
+            np.testing.assert_array_equal(o, ref)  # integers are never compressed
+        else:
+            assert rel_error([o], [ref]) <= 1.6e-2
 
 
 @pytest.mark.parametrize("compression", ["none", "bf16"])
