@@ -184,6 +184,30 @@ def sweep(comm, workload: str, spec: str, budget: float) -> int:
     return 0
 
 
+def crossover(comm) -> int:
+    """One small tensor: shared-window path against the library's Iallreduce inside the
+    exchange (small_bytes), and a bare blocking Allreduce, in microseconds."""
+    import hpcdist
+
+    rows = []
+    for nbytes in (1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20):
+        row = [nbytes]
+        for small in (0, 1 << 30):
+            with hpcdist.AllreduceExchange(comm, small_bytes=small, check_every=0) as ex:
+                ex.attach([np.zeros(nbytes // 4, np.float32)])
+                row.append(timed(comm, ex.synchronize, 200, warmup=20) * 1e6)
+        buf = np.zeros(nbytes // 4, np.float32)
+        row.append(timed(comm, lambda b=buf: comm.Allreduce(MPI.IN_PLACE, b), 200, 20) * 1e6)
+        rows.append(row)
+    if comm.rank == 0:
+        print(f"\n## small-bucket crossover, world size {comm.size} (microseconds)")
+        print("| bytes | exchange, shared window | exchange, Iallreduce | bare Allreduce |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} |", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m hpcdist.bench allreduce",
@@ -200,6 +224,11 @@ def main(argv=None) -> int:
     p.add_argument("--bucket-bytes", type=int, default=None)
     p.add_argument("--budget", type=float, default=1.5, help="seconds per variant (about)")
     p.add_argument(
+        "--crossover",
+        action="store_true",
+        help="time one small tensor through the window and through Iallreduce",
+    )
+    p.add_argument(
         "--sweep-buckets",
         default="",
         help="bucket sizes in bytes (e.g. 1e6,4e6): "
@@ -212,12 +241,16 @@ def main(argv=None) -> int:
         rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
         if args.sweep_buckets:
             rest.append(f"--sweep-buckets={args.sweep_buckets}")
+        if args.crossover:
+            rest.append("--crossover")
         if args.bucket_bytes:
             rest.append(f"--bucket-bytes={args.bucket_bytes}")
         return _spawn(sizes, rest)
     import hpcdist
 
     hpcdist.init()
+    if args.crossover:
+        return crossover(comm)
     if args.sweep_buckets:
         return sweep(comm, args.workloads.split(",")[0], args.sweep_buckets, args.budget)
     rows = bench_size(comm, args.workloads.split(","), args.bucket_bytes, args.budget)

@@ -5,7 +5,7 @@ exchange (hpcdist.exchange.allreduce) and a parameter-server exchange can
 stand behind the same loop::
 
     ex = AllreduceExchange(comm=worker_comm, compression=Compression.none,
-                           bucket_bytes=None, error_feedback=False, check_every=1,
+                           bucket_bytes=None, error_feedback=False, check_every=10,
                            timeout=None, skip_nonfinite=False)
     grads = ex.attach(params)   # one gradient array per parameter, same shape and
                                 # dtype; views into the exchange's buffers. Backward

@@ -126,9 +126,11 @@ def test_mixed_dtypes_compressed(comm):
 
 
 @pytest.mark.parametrize("compression", ["none", "bf16"])
-def test_exchange_gradients_in_place_with_overlap(comm, compression):
+@pytest.mark.parametrize("small_bytes", [0, 1 << 30], ids=["window", "iallreduce"])
+def test_exchange_gradients_in_place_with_overlap(comm, compression, small_bytes):
     params = [np.zeros(s, np.float32) for s in SHAPES]
-    with hpcdist.AllreduceExchange(compression=compression, bucket_bytes=8 << 10) as ex:
+    kw = dict(compression=compression, bucket_bytes=8 << 10, small_bytes=small_bytes, check_every=1)
+    with hpcdist.AllreduceExchange(**kw) as ex:
         grads = ex.attach(params)
         assert [g.shape for g in grads] == [p.shape for p in params]
         for step in range(3):
