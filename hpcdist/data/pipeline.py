@@ -71,6 +71,7 @@ class _Feeder:
                     raise CancelledError("pipeline stopped")
                 self.cond.wait(0.1)
         try:
+            self.queue.wait_until_free(b - a)
             self.queue.enqueue_many((x, y, np.arange(a, b, dtype=np.int64)))
         finally:
             with self.cond:
@@ -127,7 +128,7 @@ class InputPipeline:
         self.source, self.comm, self.rank = source, comm, comm.rank
         self.batch_size, self.seed, self.shuffle_buffer = batch_size, seed, shuffle_buffer
         self.num_threads, self.remainder = num_threads, remainder
-        self.prefetch = 2 * block_size if prefetch is None else int(prefetch)
+        self.prefetch = max(block_size, 2 * block_size if prefetch is None else int(prefetch))
         if readers not in ("auto", "threads", "processes"):
             raise ValueError(f"readers must be 'auto', 'threads' or 'processes', got {readers!r}")
         use = getattr(source, "use_processes", False) if readers == "auto" else readers
@@ -208,8 +209,8 @@ class InputPipeline:
 
     def _new_queue(self, epoch: int) -> RandomShuffleQueue:
         src = self.source
-        return RandomShuffleQueue(
-            self.shuffle_buffer + self.batch_size,
+        queue = RandomShuffleQueue(
+            self.shuffle_buffer + self.batch_size + self.prefetch,
             self.shuffle_buffer,
             [src.feature_dtype, src.label_dtype, np.int64],
             [tuple(src.feature_shape), (), ()],
@@ -217,6 +218,10 @@ class InputPipeline:
             name=f"shuffle[rank {self.rank}]",
             pick_from_oldest=True,
         )
+        if self._last_queue is not None:  # reuse its memory: fresh pages cost page faults
+            queue.recycle_storage(self._last_queue)
+        self._last_queue = queue
+        return queue
 
     def _dequeue(self, queue, coord, want: int):
         start = time.perf_counter()

@@ -190,6 +190,7 @@ class ProcessFeeder:
                     raise DataError("pipeline stopped")
                 self.cond.wait(0.1)
         try:
+            self.queue.wait_until_free(b - a)
             self.queue.enqueue_many((x[: b - a], y[: b - a], np.arange(a, b, dtype=np.int64)))
         finally:
             with self.cond:

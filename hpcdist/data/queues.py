@@ -45,7 +45,10 @@ class QueueBase:
         self._capacity = int(capacity)
         self._timeout = timeout
         self.name = name or type(self).__name__
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._room_cond = threading.Condition(lock)  # wait_until_free, woken only when it fits
+        self._room_need: int | None = None
         self._closed = False
         self._cancelled = False
         self._enqueuers: deque = deque()
@@ -84,6 +87,7 @@ class QueueBase:
             self._closed = True
             self._cancelled = self._cancelled or cancel_pending_enqueues
             self._cond.notify_all()
+            self._room_cond.notify_all()
 
     def enqueue(self, values, timeout: float | None = None) -> None:
         """Add one element; blocks while the queue is full."""
@@ -106,6 +110,25 @@ class QueueBase:
     def dequeue_up_to(self, n: int, timeout: float | None = None):
         """Like dequeue_many, but a closed queue hands over the k < n left."""
         return self._bare(self._take(self._check_n(n), True, timeout, "dequeue_up_to"))
+
+    def wait_until_free(self, n: int, timeout: float | None = None) -> None:
+        """Block until n elements fit (or the queue is closed); not in TF.
+
+        A producer that waits here and then enqueues a whole block is woken
+        once, instead of at every dequeue that frees a little room.
+        """
+        n = min(self._check_n(n), self._capacity)
+        deadline = self._deadline(timeout)
+        with self._cond:
+            self._room_need = n
+            try:
+                while not self._closed and self._capacity - self._store.count < n:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise DeadlineExceededError(f"{self.name}.wait_until_free timed out")
+                    self._room_cond.wait(left)
+            finally:
+                self._room_need = None
 
     # --- validation -----------------------------------------------------
     def _check_n(self, n) -> int:
@@ -206,6 +229,9 @@ class QueueBase:
                 n = count
             out = self._remove(n)
             self._cond.notify_all()
+            need = self._room_need
+            if need is not None and self._capacity - self._store.count >= need:
+                self._room_cond.notify_all()
             return out
 
     def _remove(self, n: int) -> tuple:

@@ -153,3 +153,23 @@ def test_plan_shares_by_records_when_files_are_fewer_than_ranks():
     assert len(np.unique(np.concatenate(ids))) == 8
     with pytest.raises(ValueError, match="remainder='pad'"):
         EpochPlan([5], seed=0, world_size=4, batch_size=2)
+
+
+@pytest.mark.mpi
+def test_reader_processes_and_threads_give_identical_batches(comm, shards):
+    runs = []
+    for readers in ("processes", "threads"):
+        pipe = InputPipeline(
+            HDF5Source(str(shards)),
+            BATCH,
+            seed=2,
+            comm=comm,
+            shuffle_buffer=20,
+            block_size=64,
+            readers=readers,
+            num_threads=2,
+        )
+        runs.append(epoch_labels(pipe, 0) + epoch_labels(pipe, 1))
+        pipe.close()
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)

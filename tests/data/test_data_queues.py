@@ -292,3 +292,31 @@ def test_padding_queue_closed_up_to_pads_the_rest():
     np.testing.assert_array_equal(q.dequeue_up_to(4), [[1, 2, 3], [4, 0, 0]])
     with pytest.raises(OutOfRangeError):
         q.dequeue_up_to(4)
+
+
+def test_pick_from_oldest_output_ignores_how_far_producers_ran_ahead():
+    def run(ahead):
+        q = RandomShuffleQueue(100, 10, np.int64, (), seed=4, pick_from_oldest=True)
+        out, fed = [], 0
+        while len(out) < 60:
+            want = min(100, len(out) + 15 + ahead)  # enqueue up to `ahead` beyond the window
+            q.enqueue_many(np.arange(fed, max(fed, want)))
+            fed = max(fed, want)
+            out += q.dequeue_many(5).tolist()
+        return out
+
+    assert run(0) == run(30) == run(70)
+
+
+def test_wait_until_free_blocks_until_the_block_fits():
+    q = FIFOQueue(10, np.int64, ())
+    q.enqueue_many(np.arange(8))
+    t, box = in_thread(q.wait_until_free, 5)
+    q.dequeue()
+    time.sleep(0.1)
+    assert t.is_alive()  # 3 free, 5 wanted
+    q.dequeue_many(2)
+    t.join(2)
+    assert not t.is_alive() and "error" not in box
+    with pytest.raises(DeadlineExceededError):
+        q.wait_until_free(10, timeout=0.05)
