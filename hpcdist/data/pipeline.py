@@ -131,8 +131,9 @@ class InputPipeline:
         self.prefetch = max(block_size, 2 * block_size if prefetch is None else int(prefetch))
         if readers not in ("auto", "threads", "processes"):
             raise ValueError(f"readers must be 'auto', 'threads' or 'processes', got {readers!r}")
-        use = getattr(source, "use_processes", False) if readers == "auto" else readers
-        self.use_processes = use in (True, "processes")
+        # auto = threads: on the shared 2-core dev VM reader processes measured slower
+        # (docs/benchmarks.md); ask for "processes" where cores are free.
+        self.use_processes = readers == "processes"
         self.block_size = block_size
         self._procs: list = []
         self._finalizer = None
