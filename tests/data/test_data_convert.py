@@ -6,6 +6,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from launch import clean_env
 
 from hpcdist.data import HDF5Source
 from hpcdist.data.convert import main, verify
@@ -57,6 +58,7 @@ def test_csv_cli_with_header_and_skip(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        env=clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert "skipped 1" in proc.stderr and "verified 2 records" in proc.stdout

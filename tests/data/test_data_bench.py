@@ -1,0 +1,29 @@
+"""The reader benchmark runs end to end on tiny shards and reports both rates."""
+
+import pytest
+
+from hpcdist.bench.reader import main
+
+
+@pytest.mark.mpi
+def test_reader_benchmark_smoke(comm, capsys):
+    args = [
+        "--shards",
+        "2",
+        "--records",
+        "600",
+        "--dim",
+        "8",
+        "--batch",
+        "16",
+        "--shuffle-buffer",
+        "64",
+        "--block",
+        "128",
+        "--repeat",
+        "1",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    if comm.rank == 0:
+        assert "raw" in out and "pipeline" in out and "ratio" in out
