@@ -44,9 +44,7 @@ class ClusterSpec:
     def __init__(self, jobs: Mapping[str, int | Sequence[int] | None]):
         unknown = sorted(set(jobs) - set(JOBS))
         if unknown:
-            raise ClusterSpecError(
-                f"unknown job name(s) {unknown}; the jobs are {list(JOBS)}"
-            )
+            raise ClusterSpecError(f"unknown job name(s) {unknown}; the jobs are {list(JOBS)}")
         self.jobs = {job: jobs[job] for job in JOBS if job in jobs}
         for job, value in self.jobs.items():
             _check_value(job, value)
@@ -167,21 +165,29 @@ class Cluster:
 
     def describe(self) -> str:
         """A few lines naming every job and its ranks."""
-        return "\n".join(f"  {job:<9} {len(r):>3} task(s) on ranks {r}" for job, r in self.jobs.items())
+        return "\n".join(
+            f"  {job:<9} {len(r):>3} task(s) on ranks {r}" for job, r in self.jobs.items()
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --ps, --workers, --chief, --evaluator and --cluster to a parser."""
     g = parser.add_argument_group("cluster roles")
-    g.add_argument("--ps", type=int, default=0, metavar="N", help="parameter-server tasks (default 0)")
     g.add_argument(
-        "--workers", type=int, default=None, metavar="N",
+        "--ps", type=int, default=0, metavar="N", help="parameter-server tasks (default 0)"
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
         help="worker tasks (default: every rank not given another job)",
     )
     g.add_argument("--chief", action="store_true", help="add one chief task")
     g.add_argument("--evaluator", type=int, default=0, metavar="N", help="evaluator tasks")
     g.add_argument(
-        "--cluster", metavar="JSON",
+        "--cluster",
+        metavar="JSON",
         help='explicit spec, e.g. \'{"ps": [0, 4], "worker": [1, 2, 3, 5, 6, 7]}\'; '
         "overrides the counts above",
     )

@@ -21,21 +21,27 @@ def add_device_arguments(p: argparse.ArgumentParser) -> None:
     """Add --device, --strict-placement, --gpu-memory-fraction, --log-device-placement."""
     g = p.add_argument_group("devices")
     g.add_argument(
-        "--device", default="auto",
+        "--device",
+        default="auto",
         help="auto (GPU by local rank if cupy sees one, else CPU), cpu, gpu, or a device "
         "string such as /gpu:0 (default auto)",
     )
     g.add_argument(
-        "--strict-placement", action="store_true",
+        "--strict-placement",
+        action="store_true",
         help="fail instead of falling back to the CPU when a GPU is asked for but missing",
     )
     g.add_argument(
-        "--gpu-memory-fraction", type=float, default=None, metavar="F",
+        "--gpu-memory-fraction",
+        type=float,
+        default=None,
+        metavar="F",
         help="cap each rank's cupy memory pool at this fraction of its GPU "
         "(default: an equal share when several ranks use one GPU, else grow on demand)",
     )
     g.add_argument(
-        "--log-device-placement", action="store_true",
+        "--log-device-placement",
+        action="store_true",
         help="print one line per rank: rank, host, job/task and device",
     )
 
@@ -45,7 +51,9 @@ def main(argv=None) -> int:
     info = runtime.init()
     roles = cluster.Cluster(cluster.ClusterSpec.from_args(args))
     placement = devices.pin_device(
-        args.device, task=roles.task, strict=args.strict_placement,
+        args.device,
+        task=roles.task,
+        strict=args.strict_placement,
         memory_fraction=args.gpu_memory_fraction,
     )
     if args.log_device_placement:

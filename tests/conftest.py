@@ -24,7 +24,9 @@ def pytest_configure(config):
     if WORLD.size > 1 and not config.option.basetemp:
         # Ranks must not race over one numbered temp dir.
         os.makedirs("/tmp/pytest-hpcdist", exist_ok=True)
-        config.option.basetemp = f"/tmp/pytest-hpcdist/np{WORLD.size}-rank{WORLD.rank}-{os.getpid()}"
+        config.option.basetemp = (
+            f"/tmp/pytest-hpcdist/np{WORLD.size}-rank{WORLD.rank}-{os.getpid()}"
+        )
 
 
 def _redirect_to_log(path: str) -> None:
@@ -49,7 +51,9 @@ def pytest_collection_modifyitems(config, items):
     gpu = None
     for item in items:
         if "launcher" in item.keywords and WORLD.size > 1:
-            item.add_marker(pytest.mark.skip(reason="launches its own mpiexec; runs at world size 1"))
+            item.add_marker(
+                pytest.mark.skip(reason="launches its own mpiexec; runs at world size 1")
+            )
         if "gpu" in item.keywords:
             gpu = _gpu_available() if gpu is None else gpu
             if not gpu:

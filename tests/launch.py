@@ -41,7 +41,9 @@ class Result:
         return self.stdout + self.stderr
 
 
-def run_mpi(n: int, args: list[str], timeout: float = 120, env: dict | None = None, cwd=None) -> Result:
+def run_mpi(
+    n: int, args: list[str], timeout: float = 120, env: dict | None = None, cwd=None
+) -> Result:
     """Run `mpiexec -n N python ARGS...`; a job that outlives `timeout` fails the test."""
     cmd = [mpiexec(), "-n", str(n), sys.executable, *args]
     start = time.monotonic()

@@ -27,7 +27,9 @@ COUNT_RE = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
 
 def summary_counts(text: str) -> dict[str, int]:
     """Counts from pytest's closing line ('3 failed, 40 passed, 2 skipped in 9.1s')."""
-    lines = [ln for ln in text.splitlines() if re.search(r"\b(passed|failed|error|skipped)\b.* in ", ln)]
+    lines = [
+        ln for ln in text.splitlines() if re.search(r"\b(passed|failed|error|skipped)\b.* in ", ln)
+    ]
     counts: dict[str, int] = {}
     for number, word in COUNT_RE.findall(lines[-1] if lines else ""):
         counts[word.rstrip("s") if word.startswith("error") else word] = int(number)
@@ -36,9 +38,12 @@ def summary_counts(text: str) -> dict[str, int]:
 
 def _run_echoing(cmd: list[str], env: dict, log: Path, timeout: float) -> int:
     """Run cmd, echoing its output (rank 0's) to the terminal and into `log`."""
-    with open(log, "w") as out, subprocess.Popen(
-        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
+    with (
+        open(log, "w") as out,
+        subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+    ):
         watchdog = threading.Timer(timeout, proc.kill)
         watchdog.start()
         for line in proc.stdout:
@@ -70,12 +75,16 @@ def run_size(n: int, pytest_args: list[str], logdir: Path, timeout: float) -> tu
             print(f"----- {log.name} (world size {n}) -----\n{text[-20000:]}", flush=True)
         if log.name == "rank0.log":
             counts = rank_counts
-    print(f"===== world size {n}: exit {rc}, {time.monotonic() - start:.0f} s, {counts}", flush=True)
+    print(
+        f"===== world size {n}: exit {rc}, {time.monotonic() - start:.0f} s, {counts}", flush=True
+    )
     return rc, counts
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", default=os.environ.get("HPCDIST_TEST_SIZES", "1,2,3,4"))
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per world size")
     args, pytest_args = p.parse_known_args()
@@ -91,8 +100,10 @@ def main() -> int:
     failed = total.get("failed", 0) + total.get("error", 0)
     if failed_sizes and not failed:
         failed = len(failed_sizes)  # a size that crashed or timed out without a count
-    print(f"\nworld sizes {args.sizes}; failing sizes: {failed_sizes or 'none'}; logs in {logdir}")
-    print(f"total: {total.get('passed', 0)} passed, {failed} failed, {total.get('skipped', 0)} skipped")
+    print(f"\nworld sizes {args.sizes}; failing sizes: {failed_sizes or 'none'}; logs: {logdir}")
+    print(
+        f"total: {total.get('passed', 0)} passed, {failed} failed, {total.get('skipped', 0)} skipped"
+    )
     return 1 if failed_sizes else 0
 
 

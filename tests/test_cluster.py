@@ -38,10 +38,14 @@ def test_explicit_rank_lists_and_chief_evaluator():
 def test_flags():
     assert parse("--ps", "2").resolve([0] * 4) == {"ps": [0, 1], "worker": [2, 3]}
     assert parse("--ps", "1", "--chief", "--evaluator", "1").resolve([0] * 4) == {
-        "chief": [1], "ps": [0], "worker": [2], "evaluator": [3]
+        "chief": [1],
+        "ps": [0],
+        "worker": [2],
+        "evaluator": [3],
     }
     assert parse("--cluster", '{"ps": [0], "worker": [1]}').resolve([0, 0]) == {
-        "ps": [0], "worker": [1]
+        "ps": [0],
+        "worker": [1],
     }
 
 
@@ -87,5 +91,7 @@ def test_cluster_on_world(comm):
     assert members == roles.ranks(expected_job)
     assert roles.job_comm.rank == roles.task.index
     # Every rank sees the same table.
-    assert comm.allgather([t.name for t in roles.tasks]) == [[t.name for t in roles.tasks]] * comm.size
+    assert (
+        comm.allgather([t.name for t in roles.tasks]) == [[t.name for t in roles.tasks]] * comm.size
+    )
     assert roles.num_tasks("worker") == comm.size - n_ps

@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from launch import ROOT, clean_env, run_mpi
 
 pytestmark = pytest.mark.launcher
@@ -32,7 +31,9 @@ def test_too_many_roles_fails_on_every_rank_quickly():
 
 
 def test_unknown_job_name_fails_cleanly():
-    res = run_mpi(2, ["-m", "hpcdist.placement", "--cluster", '{"ps": 1, "trainer": 1}'], timeout=60)
+    res = run_mpi(
+        2, ["-m", "hpcdist.placement", "--cluster", '{"ps": 1, "trainer": 1}'], timeout=60
+    )
     assert res.returncode != 0 and res.seconds < 10
     assert res.stderr.count("unknown job name(s) ['trainer']") == 2
 
@@ -52,7 +53,11 @@ def test_sigterm_reaches_handler_on_every_rank(tmp_path):
     mpiexec = subprocess.check_output(cmd, cwd=ROOT / "tests", text=True).strip()
     proc = subprocess.Popen(
         [mpiexec, "-n", "2", sys.executable, "tests/scripts/sigterm_checkpoint.py", str(tmp_path)],
-        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
