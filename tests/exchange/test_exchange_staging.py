@@ -76,3 +76,15 @@ def test_flat_api_cupy_in_cupy_out(comm, cp):
     x = cp.asarray(np.full(4, comm.rank, np.float32))
     y = hpcdist.broadcast(x, root=0)
     assert isinstance(y, cp.ndarray) and (cp.asnumpy(y) == 0).all()
+
+
+@pytest.mark.parametrize("compression, bound", [("none", 1e-6), ("bf16", 1.6e-2)])
+def test_cuda_aware_setting_hands_device_buffers_to_mpi(comm, cp, monkeypatch, compression, bound):
+    monkeypatch.setenv("HPCDIST_CUDA_AWARE_MPI", "1")  # the fake's arrays are host memory
+    with hpcdist.AllreduceExchange(compression=compression, bucket_bytes=16 << 10) as ex:
+        grads = ex.attach([cp.zeros(s, dtype=np.float32) for s in SHAPES])
+        assert ex.staging.cuda_aware
+        for g, d in zip(grads, _data(comm.rank, 5), strict=True):
+            g[...] = cp.asarray(d)
+        ex.synchronize()
+        assert _rel([cp.asnumpy(g) for g in grads], _ref(comm.size, 5)) <= bound
