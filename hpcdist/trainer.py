@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,10 @@ class Trainer:
         """Load the newest checkpoint every rank agrees on; False when there is none."""
         arrays, _ = self.state()
         expected = checkpoint.expected_spec({"params": arrays["params"]})
-        ckpt = self.ckpt.restore(expected=expected)
+        with warnings.catch_warnings():
+            if not self.info.is_root:  # the warning names every rank's reason; say it once
+                warnings.simplefilter("ignore", checkpoint.CheckpointWarning)
+            ckpt = self.ckpt.restore(expected=expected)
         if ckpt is None:
             return False
         saved = ckpt.meta.get("config", {})

@@ -1,0 +1,156 @@
+"""The main job end to end: accuracy, determinism, exact resume after SIGTERM, bad checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from launch import ROOT, clean_env, mpiexec, run_mpi
+
+from hpcdist.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.launcher
+
+FAST = ["--epochs", "3", "--hidden", "32", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One digits cache for the module's runs (built by the first run's rank 0)."""
+    return {"HPCDIST_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+def train(n, run_dir, *flags, env, timeout=120):
+    res = run_mpi(n, ["-m", "hpcdist.train", "--run-dir", str(run_dir), *flags], timeout, env=env)
+    return res
+
+
+def final_params(run_dir: Path) -> dict:
+    newest = sorted((run_dir / "checkpoints").glob("ckpt-*.h5"))[-1]
+    return load_checkpoint(newest).arrays["params"]
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_default_job_reaches_097(n, tmp_path, cache):
+    res = train(n, tmp_path, "--no-progress", env=cache, timeout=180)
+    assert res.returncode == 0, res.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["final"]["val_accuracy"] >= 0.97, summary["final"]
+    assert summary["final"]["val_count"] == 359  # the whole validation set, once
+    assert summary["world_size"] == n and summary["status"] == "finished"
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == summary["config"]["epochs"]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "validation accuracy" in res.stdout
+
+
+def test_deterministic_runs_are_bitwise_equal(tmp_path, cache):
+    for name in ("a", "b"):
+        res = train(2, tmp_path / name, *FAST, env=cache)
+        assert res.returncode == 0, res.output
+    a, b = final_params(tmp_path / "a"), final_params(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+
+
+def _start(n, run_dir, flags, env):
+    cmd = [
+        mpiexec(),
+        "-n",
+        str(n),
+        sys.executable,
+        "-m",
+        "hpcdist.train",
+        "--run-dir",
+        str(run_dir),
+    ]
+    return subprocess.Popen(
+        cmd + flags,
+        cwd=ROOT,
+        env=clean_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, cache):
+    flags = [*FAST, "--epochs", "4"]
+    full = train(3, tmp_path / "full", *flags, env=cache)
+    assert full.returncode == 0, full.output
+    run = tmp_path / "cut"
+    proc = _start(3, run, flags, cache)
+    try:
+        deadline = time.monotonic() + 120
+        metrics = run / "metrics.jsonl"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 1:
+                break
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGTERM)  # like scancel: every process of the job
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "pre-empted by SIGTERM" in out, out
+    assert len(metrics.read_text().splitlines()) < 4  # it really stopped early
+    resumed = train(3, run, *flags, "--resume", env=cache)
+    assert resumed.returncode == 0, resumed.output
+    assert "resumed from" in resumed.stdout
+    a, b = final_params(tmp_path / "full"), final_params(run)
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+    full_acc = json.loads((tmp_path / "full" / "summary.json").read_text())["final"]
+    cut_acc = json.loads((run / "summary.json").read_text())["final"]
+    assert full_acc["val_loss"] == cut_acc["val_loss"]
+
+
+def test_truncated_checkpoint_is_refused_and_previous_used(tmp_path, cache):
+    res = train(2, tmp_path, *FAST, env=cache)
+    assert res.returncode == 0, res.output
+    files = sorted((tmp_path / "checkpoints").glob("ckpt-*.h5"))
+    assert len(files) == 3
+    newest = files[-1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])
+    res = train(2, tmp_path, *FAST, "--resume", env=cache)
+    assert res.returncode == 0, res.output
+    assert f"refused checkpoint {newest}" in res.stderr
+    assert f"resumed from {files[-2]}" in res.stdout
+
+
+def test_mismatched_checkpoints_are_refused(tmp_path, cache):
+    res = train(2, tmp_path, *FAST, env=cache)
+    assert res.returncode == 0, res.output
+    other_model = train(2, tmp_path, *FAST, "--hidden", "16", "--resume", env=cache)
+    assert other_model.returncode != 0
+    assert "does not match the model" in other_model.stderr
+    other_world = train(3, tmp_path, *FAST, "--resume", env=cache)
+    assert other_world.returncode != 0
+    assert "written by 2 ranks, this job has 3" in other_world.stderr
+
+
+def test_bad_config_is_named(tmp_path, cache):
+    toml = tmp_path / "run.toml"
+    toml.write_text("[train]\nepochs = 2\nlearning_rate = 0.1\n")
+    res = train(2, tmp_path / "run", "--config", str(toml), env=cache, timeout=60)
+    assert res.returncode == 2
+    assert "unknown setting(s) ['learning_rate']" in res.stderr
+    assert res.seconds < 20
+
+
+def test_timeline_has_every_phase(tmp_path, cache):
+    res = train(2, tmp_path, *FAST, "--epochs", "1", "--timeline", env=cache)
+    assert res.returncode == 0, res.output
+    merged = json.loads((tmp_path / "timeline.json").read_text())["traceEvents"]
+    spans = {(e["pid"], e["name"]) for e in merged if e.get("ph") == "X"}
+    for rank in (0, 1):
+        for phase in ("data_wait", "forward", "backward", "exchange", "optimizer"):
+            assert (rank, phase) in spans
+    assert (tmp_path / "timeline-rank1.json").exists()
