@@ -56,7 +56,7 @@ def _announce(tr: Trainer) -> None:
 
 
 def fit(tr: Trainer) -> int:
-    """Train for cfg.epochs (or until pre-empted); write the run directory; return the exit status."""
+    """Train for cfg.epochs or until pre-empted; write the run directory; return exit status."""
     cfg, info, comm = tr.cfg, tr.info, tr.comm
     root = info.is_root
     resumed = cfg.resume and tr.restore()

@@ -100,7 +100,7 @@ def main() -> int:
     failed = total.get("failed", 0) + total.get("error", 0)
     if failed_sizes and not failed:
         failed = len(failed_sizes)  # a size that crashed or timed out without a count
-    print(f"\nworld sizes {args.sizes}; failing sizes: {failed_sizes or 'none'}; logs: {logdir}")
+    print(f"\nsizes {args.sizes}; failing sizes: {failed_sizes or 'none'}; logs: {logdir}")
     print(
         f"total: {total.get('passed', 0)} passed, {failed} failed, {total.get('skipped', 0)} skipped"
     )
