@@ -101,9 +101,8 @@ def main() -> int:
     if failed_sizes and not failed:
         failed = len(failed_sizes)  # a size that crashed or timed out without a count
     print(f"\nsizes {args.sizes}; failing sizes: {failed_sizes or 'none'}; logs: {logdir}")
-    print(
-        f"total: {total.get('passed', 0)} passed, {failed} failed, {total.get('skipped', 0)} skipped"
-    )
+    passed, skipped = total.get("passed", 0), total.get("skipped", 0)
+    print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed_sizes else 0
 
 
