@@ -23,10 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--repeats", type=int, default=5, help="alternating hpcdist/torch repeats")
     st.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: cores)")
     st.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
-    sc = sub.add_parser(
-        "scaling", help="weak scaling of the full training loop (needs hpcdist.train)"
-    )
-    sc.add_argument("rest", nargs=argparse.REMAINDER)
+    sc = sub.add_parser("scaling", help="weak scaling of python -m hpcdist.train over ranks")
+    sc.add_argument("--ranks", default="1,2,4,8", help="world sizes to run (default 1,2,4,8)")
+    sc.add_argument("--records-per-rank", type=int, default=8192)
+    sc.add_argument("--features", type=int, default=784)
+    sc.add_argument("--hidden", default="1024,1024", help="hidden sizes (default 1024,1024)")
+    sc.add_argument("--batch", type=int, default=256, help="per-rank batch (default 256)")
+    sc.add_argument("--epochs", type=int, default=3)
+    sc.add_argument("--timeout", type=float, default=1200, help="seconds per world size")
     return ap
 
 
@@ -161,23 +165,61 @@ def _report(times: dict, batch: int) -> int:
     return 0
 
 
-# ---- scaling: HOOK for the training-loop work ------------------------------------------
+# ---- scaling: weak scaling of the full training loop -----------------------------------
+
+
+def _scaling_run(k: int, args, workdir: str) -> dict:
+    """One `mpiexec -n k python -m hpcdist.train` at a fixed per-rank load; its figures."""
+    import json
+
+    from ..launcher import run_mpi
+
+    run_dir = os.path.join(workdir, f"np{k}")
+    flags = [
+        "-m", "hpcdist.train", "--synthetic", str(k * args.records_per_rank),
+        "--synthetic-features", str(args.features), "--hidden", args.hidden,
+        "--batch-size", str(args.batch), "--epochs", str(args.epochs), "--run-dir", run_dir,
+        "--checkpoint-every", "0", "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+    env = {"HPCDIST_CACHE": os.path.join(workdir, "cache")}
+    res = run_mpi(k, flags, timeout=args.timeout, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(
+            f"train at {k} ranks failed (exit {res.returncode}):\n{res.output[-3000:]}"
+        )
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        epochs = [json.loads(line) for line in f]
+    timed = epochs[1:] or epochs  # the first epoch pays for start-up
+    return {
+        "samples_per_s": statistics.median(e["samples_per_s"] for e in timed),
+        "exchange_share": statistics.median(e["exchange_share"] for e in timed),
+        "data_wait_share": statistics.median(e["data_wait_share"] for e in timed),
+    }
 
 
 def run_scaling(args) -> int:
-    """HOOK: weak scaling of the full training loop (hpcdist.train), to be added with it.
+    """Samples/s of hpcdist.train at 1, 2, 4, 8 ranks with the same work per rank."""
+    import tempfile
 
-    The training-loop work fills this in (run the loop at a fixed per-rank batch for
-    several world sizes and report samples/s and efficiency); until then it says why
-    it cannot run.
-    """
-    try:
-        import hpcdist.train  # noqa: F401
-    except ImportError:
-        print(
-            "train scaling: needs hpcdist.train (the training loop), which is not in this "
-            "checkout yet; only `train step` is available"
-        )
-        return 2
-    print("train scaling: not implemented yet (hook in hpcdist/bench/train.py:run_scaling)")
-    return 2
+    ranks = [int(r) for r in args.ranks.split(",")]
+    print(
+        f"weak scaling of python -m hpcdist.train: {args.records_per_rank} synthetic records "
+        f"x {args.features} features per rank, MLP {args.features},{args.hidden},10, "
+        f"batch {args.batch} per rank, {args.epochs} epochs (median of epochs 2..); "
+        f"{os.cpu_count()} cores on {platform.node()}"
+    )
+    print(f"{'ranks':>5} {'samples/s':>12} {'per rank':>10} {'efficiency':>10} "
+          f"{'exchange':>9} {'data wait':>9}")  # fmt: skip
+    base = None
+    with tempfile.TemporaryDirectory(prefix="hpcdist-scaling-") as workdir:
+        for k in ranks:
+            r = _scaling_run(k, args, workdir)
+            base = base or r["samples_per_s"] / k
+            eff = r["samples_per_s"] / (k * base)
+            print(
+                f"{k:>5} {r['samples_per_s']:>12,.0f} {r['samples_per_s'] / k:>10,.0f} "
+                f"{eff:>10.2f} {r['exchange_share']:>9.0%} {r['data_wait_share']:>9.0%}",
+                flush=True,
+            )
+    print(f"efficiency = samples/s at k ranks / (k x samples/s per rank at {ranks[0]} rank(s))")
+    return 0

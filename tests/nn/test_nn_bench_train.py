@@ -1,6 +1,4 @@
-"""`python -m hpcdist.bench train`: the step mode runs and reports; scaling says what it needs."""
-
-import importlib.util
+"""`python -m hpcdist.bench train`: the step and scaling modes run and report."""
 
 import pytest
 
@@ -16,8 +14,11 @@ def test_step_mode_runs_on_a_tiny_network(capsys):
     assert "hpcdist" in out and "samples/s median" in out
 
 
-def test_scaling_mode_reports_that_it_needs_the_training_loop(capsys):
-    if importlib.util.find_spec("hpcdist.train") is not None:
-        pytest.skip("hpcdist.train exists; the training-loop work tests its scaling mode")
-    assert train.main(["scaling"]) == 2
-    assert "needs hpcdist.train" in capsys.readouterr().out
+@pytest.mark.launcher
+def test_scaling_mode_runs_the_training_loop(capsys):
+    argv = ["scaling", "--ranks", "1,2", "--records-per-rank", "512", "--features", "16"]
+    assert train.main(argv + ["--hidden", "8", "--batch", "32", "--epochs", "2"]) == 0
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln[:5].strip().isdigit()]
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert float(rows[0][3]) == 1.0  # efficiency of the baseline
+    assert all(float(r[1].replace(",", "")) > 0 for r in rows)
