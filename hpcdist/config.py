@@ -135,14 +135,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--data",
-        help="directory of HDF5 shards with a manifest (from python -m "
-        "hpcdist.data.convert); default: scikit-learn's handwritten digits",
+        help="a directory with train/ and val/ shard directories, each made by python -m "
+        "hpcdist.data.convert (optional dataset.json: num_classes); default: the handwritten "
+        "digits scikit-learn ships",
     )
     g.add_argument(
         "--synthetic", type=int, metavar="N", help="train on N generated samples instead"
     )
     g.add_argument(
-        "--synthetic-features", type=int, metavar="D", help=f"(default {d.synthetic_features})"
+        "--synthetic-features",
+        type=int,
+        metavar="D",
+        help=f"features of --synthetic (default {d.synthetic_features})",
     )
     g.add_argument("--epochs", type=int, help=f"passes over the training set (default {d.epochs})")
     g.add_argument(
