@@ -1,7 +1,8 @@
-"""InputPipeline: plan -> reader threads -> RandomShuffleQueue -> equal batches per rank."""
+"""InputPipeline: plan -> readers -> shuffle ring -> equal batches per rank."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -12,7 +13,7 @@ import numpy as np
 from ..errors import CancelledError, DataError, OutOfRangeError
 from .plan import EpochPlan
 from .procread import ProcessFeeder, ReaderProcess
-from .queues import RandomShuffleQueue
+from .ring import ShuffleRing
 from .runners import Coordinator, QueueRunner
 
 
@@ -38,46 +39,32 @@ class PipelineStats:
 
 
 class _Feeder:
-    """Reads this rank's ranges in threads; enqueues them strictly in order."""
+    """Reads this rank's ranges in threads straight into the shuffle ring, in plan order."""
 
-    def __init__(self, source, plan, queue, a, b, num_threads, stats, coord):
-        self.source, self.plan, self.queue = source, plan, queue
-        self.a, self.b, self.stats, self.coord = a, b, stats, coord
+    def __init__(self, source, plan, ring, a, b, num_threads, stats):
+        self.source, self.plan, self.ring = source, plan, ring
+        self.a, self.b, self.stats = a, b, stats
         self.num_threads = num_threads
-        self.turn = 0
-        self.cond = threading.Condition()
+        self.lock = threading.Lock()
+        self.blocks = iter(range(len(a)))
 
     def functions(self) -> list:
-        return [self._make(t) for t in range(self.num_threads)]
+        return [self._piece] * self.num_threads
 
-    def _make(self, t: int):
-        pieces = iter(range(t, len(self.a), self.num_threads))
-
-        def fn():
-            i = next(pieces, None)
-            if i is None:
-                raise OutOfRangeError("no more ranges for this reader")
-            self._piece(i)
-
-        return fn
-
-    def _piece(self, i: int) -> None:
+    def _piece(self) -> None:
+        with self.lock:
+            i = next(self.blocks, None)
+        if i is None:
+            raise OutOfRangeError("no more ranges for this reader")
         a, b = int(self.a[i]), int(self.b[i])
         f, row = self.plan.locate(np.array([a]))
-        x, y = self.source.read(int(f[0]), int(row[0]), int(row[0]) + b - a)
-        with self.cond:
-            while self.turn != i:
-                if self.coord.should_stop():
-                    raise CancelledError("pipeline stopped")
-                self.cond.wait(0.1)
-        try:
-            self.queue.wait_until_free(b - a)
-            self.queue.enqueue_many((x, y, np.arange(a, b, dtype=np.int64)))
-        finally:
-            with self.cond:
-                self.turn += 1
-                self.stats.records_read += b - a
-                self.cond.notify_all()
+        f, lo = int(f[0]), int(row[0])
+        for s0, s1 in self.ring.reserve(i, b - a):
+            self.source.read_into(f, lo, lo + s1 - s0, self.ring.x[s0:s1], self.ring.y[s0:s1])
+            lo += s1 - s0
+        self.ring.commit(i, a)
+        with self.lock:
+            self.stats.records_read += b - a
 
 
 def _close_all(procs) -> None:
@@ -100,8 +87,12 @@ class InputPipeline:
 
     Batches are a deterministic function of (seed, epoch, rank, world size,
     step), whatever the thread timing: the plan fixes each rank's record
-    order, readers enqueue in that order, and the shuffle queue (capacity
-    shuffle_buffer + batch_size) always dequeues from a full buffer.
+    order, readers publish blocks in that order, and the shuffle ring always
+    picks from the oldest shuffle_buffer + batch_size records.
+
+    `stall_timeout` (seconds; default $HPCDIST_STALL_TIMEOUT or 300): a batch
+    that does not come within it raises DataError naming what was awaited,
+    instead of hanging; so does a reader thread that will not stop.
     """
 
     def __init__(
@@ -116,6 +107,7 @@ class InputPipeline:
         block_size: int = 1024,
         prefetch: int | None = None,
         readers: str = "auto",
+        stall_timeout: float | None = None,
     ):
         if comm is None:
             from mpi4py import MPI
@@ -135,10 +127,14 @@ class InputPipeline:
         # (docs/benchmarks.md); ask for "processes" where cores are free.
         self.use_processes = readers == "processes"
         self.block_size = block_size
+        if stall_timeout is None:
+            stall_timeout = float(os.environ.get("HPCDIST_STALL_TIMEOUT", 300))
+        self.stall_timeout = float(stall_timeout)
         self._procs: list = []
+        self._stragglers: list = []
         self._finalizer = None
         self._epochs_started = 0
-        self._last_queue = None
+        self._last_ring = None
         self.plan = EpochPlan(source.counts, seed, comm.size, batch_size, remainder, block_size)
         self.stats = PipelineStats(comm=comm)
         self._live = {"epoch": 0, "step": 0, "cursor": 0, "queue": None}
@@ -163,18 +159,19 @@ class InputPipeline:
         a, b = self.plan.rank_ranges(epoch, self.rank)
         n_rank = int((b - a).sum())
         a, b = _skip(a, b, cursor + len(ids0))
-        queue = self._new_queue(epoch)
+        self._reap()
+        ring = self._new_ring(epoch)
         if len(ids0) or cursor:
-            queue.restore((*self._read_ids(ids0), ids0), rng0)
+            ring.restore(*self._read_ids(ids0), ids0, rng0)
         self.stats = PipelineStats(epoch=epoch, comm=self.comm)
         coord = Coordinator()
-        feeder = self._feeder(queue, a, b, coord)
-        threads = QueueRunner(queue, feeder.functions()).create_threads(coord)
-        self._live = {"epoch": epoch, "step": step, "cursor": cursor, "queue": queue}
+        feeder = self._feeder(ring, a, b, coord)
+        threads = QueueRunner(ring, feeder.functions()).create_threads(coord)
+        self._live = {"epoch": epoch, "step": step, "cursor": cursor, "queue": ring}
         try:
             for s in range(step, self.steps_per_epoch):
                 want = min(self.batch_size, max(0, n_rank - cursor))
-                x, y = self._dequeue(queue, coord, want)
+                x, y = self._dequeue(ring, coord, want)
                 cursor += want
                 self._live.update(step=s + 1, cursor=cursor)
                 self.stats.batches += 1
@@ -182,13 +179,27 @@ class InputPipeline:
             self._live = {"epoch": epoch + 1, "step": 0, "cursor": 0, "queue": None}
         finally:
             coord.request_stop()
-            queue.close(cancel_pending_enqueues=True)
+            ring.close(cancel_pending_enqueues=True)
+            deadline = time.monotonic() + self.stall_timeout
             for t in threads:
-                t.join(10)
+                t.join(max(0.0, deadline - time.monotonic()))
+            self._stragglers = [t for t in threads if t.is_alive()]
 
-    def _feeder(self, queue, a, b, coord):
+    def _reap(self) -> None:
+        """Never start an epoch while a reader of the last one runs (it would share memory)."""
+        for t in self._stragglers:
+            t.join(self.stall_timeout)
+        alive = [t.name for t in self._stragglers if t.is_alive()]
+        if alive:
+            raise DataError(
+                f"rank {self.rank}: reader threads {alive} did not stop within "
+                f"{self.stall_timeout:g} s of the end of the last epoch"
+            )
+        self._stragglers = []
+
+    def _feeder(self, ring, a, b, coord):
         if not self.use_processes:
-            return _Feeder(self.source, self.plan, queue, a, b, self.num_threads, self.stats, coord)
+            return _Feeder(self.source, self.plan, ring, a, b, self.num_threads, self.stats)
         if not self._procs:
             self._procs = [
                 ReaderProcess(self.source, self.block_size, self.rank)
@@ -197,7 +208,15 @@ class InputPipeline:
             self._finalizer = weakref.finalize(self, _close_all, self._procs)
         self._epochs_started += 1
         return ProcessFeeder(
-            self._procs, self.plan, queue, a, b, self.stats, coord, self._epochs_started
+            self._procs,
+            self.plan,
+            ring,
+            a,
+            b,
+            self.stats,
+            coord,
+            self._epochs_started,
+            self.stall_timeout,
         )
 
     def close(self) -> None:
@@ -208,36 +227,35 @@ class InputPipeline:
             self._finalizer()
         self._procs = []
 
-    def _new_queue(self, epoch: int) -> RandomShuffleQueue:
+    def _new_ring(self, epoch: int) -> ShuffleRing:
         src = self.source
-        queue = RandomShuffleQueue(
-            self.shuffle_buffer + self.batch_size + self.prefetch,
+        ring = ShuffleRing(
             self.shuffle_buffer,
-            [src.feature_dtype, src.label_dtype, np.int64],
-            [tuple(src.feature_shape), (), ()],
-            seed=np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F]),
-            name=f"shuffle[rank {self.rank}]",
-            pick_from_oldest=True,
+            self.batch_size,
+            self.shuffle_buffer + self.batch_size + self.prefetch,
+            tuple(src.feature_shape),
+            (np.dtype(src.feature_dtype), np.dtype(src.label_dtype)),
+            np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F]),
+            self.stall_timeout,
+            f"shuffle[rank {self.rank}]",
+            old=self._last_ring,  # reuse its memory: fresh pages cost page faults
         )
-        if self._last_queue is not None:  # reuse its memory: fresh pages cost page faults
-            queue.recycle_storage(self._last_queue)
-        self._last_queue = queue
-        return queue
+        self._last_ring = ring
+        return ring
 
-    def _dequeue(self, queue, coord, want: int):
+    def _dequeue(self, ring, coord, want: int):
         start = time.perf_counter()
         try:
             if want == 0:
                 return None, None
             try:
-                x, y, _ = queue.dequeue_up_to(self.batch_size)
-            except OutOfRangeError:
-                x = None
-            if x is None or len(x) != want:
-                coord.wait_for_stop(10)
+                out = ring.take(self.batch_size)
+            except CancelledError:
+                out = None
+            if out is None or len(out[0]) != want:
                 coord.raise_requested_exception()
                 raise DataError(f"rank {self.rank}: the readers ended {want} records short")
-            return x, y
+            return out
         finally:
             self.stats.wait_s += time.perf_counter() - start
 
@@ -271,9 +289,9 @@ class InputPipeline:
     # --- resume ---------------------------------------------------------
     def state_dict(self) -> dict:
         """Where this rank stands: small ints and arrays, storable in HDF5."""
-        live, queue = self._live, self._live["queue"]
-        if queue is not None:
-            ids, rng = queue.snapshot(2)
+        live, ring = self._live, self._live["queue"]
+        if ring is not None:
+            ids, rng = ring.snapshot()
         else:
             ids, rng = np.zeros(0, np.int64), np.zeros(6, np.uint64)
         return {

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 
@@ -109,12 +110,17 @@ class ReaderProcess:
     def request(self, token, slot: int, f: int, a: int, b: int) -> None:
         self.conn.send((token, slot, f, a, b))
 
-    def reply(self, token, should_stop) -> int:
+    def reply(self, token, should_stop, timeout: float = 300.0) -> int:
         """Wait for the reply to `token`'s oldest request; returns its slot."""
+        deadline = time.monotonic() + timeout
         while True:
             while not self.conn.poll(0.1):
                 if should_stop():
                     raise DataError("pipeline stopped")
+                if time.monotonic() > deadline:
+                    raise DataError(
+                        f"reader process {self.proc.pid} sent no block for {timeout:g} s"
+                    )
                 if self.proc.poll() is not None:
                     raise DataError(
                         f"reader process {self.proc.pid} died (exit code {self.proc.returncode})"
@@ -143,13 +149,17 @@ class ReaderProcess:
 
 
 class ProcessFeeder:
-    """Feeds the shuffle queue from reader processes, in plan order (one thread per child)."""
+    """Feeds the shuffle ring from reader processes, in plan order (one thread per child).
 
-    def __init__(self, procs, plan, queue, a, b, stats, coord, token):
-        self.procs, self.plan, self.queue = procs, plan, queue
+    A child reads a block into its shared-memory slot; the thread reserves
+    the block's ring rows (in plan order) and copies it there.
+    """
+
+    def __init__(self, procs, plan, ring, a, b, stats, coord, token, timeout=300.0):
+        self.procs, self.plan, self.ring = procs, plan, ring
         self.a, self.b, self.stats, self.coord, self.token = a, b, stats, coord, token
-        self.turn = 0
-        self.cond = threading.Condition()
+        self.timeout = timeout
+        self.lock = threading.Lock()
 
     def functions(self) -> list:
         return [self._make(t) for t in range(len(self.procs))]
@@ -174,7 +184,7 @@ class ProcessFeeder:
             if state["done"] == len(mine):
                 raise OutOfRangeError("no more ranges for this reader")
             send_ahead()
-            slot = proc.reply(self.token, self.coord.should_stop)
+            slot = proc.reply(self.token, self.coord.should_stop, self.timeout)
             i = mine[state["done"]]
             self._enqueue(i, proc.x[slot], proc.y[slot])
             state["done"] += 1
@@ -184,19 +194,13 @@ class ProcessFeeder:
 
     def _enqueue(self, i: int, x, y) -> None:
         a, b = int(self.a[i]), int(self.b[i])
-        with self.cond:
-            while self.turn != i:
-                if self.coord.should_stop():
-                    raise DataError("pipeline stopped")
-                self.cond.wait(0.1)
-        try:
-            self.queue.wait_until_free(b - a)
-            self.queue.enqueue_many((x[: b - a], y[: b - a], np.arange(a, b, dtype=np.int64)))
-        finally:
-            with self.cond:
-                self.turn += 1
-                self.stats.records_read += b - a
-                self.cond.notify_all()
+        lo = 0
+        for s0, s1 in self.ring.reserve(i, b - a):
+            self.ring.x[s0:s1], self.ring.y[s0:s1] = x[lo : lo + s1 - s0], y[lo : lo + s1 - s0]
+            lo += s1 - s0
+        self.ring.commit(i, a)
+        with self.lock:
+            self.stats.records_read += b - a
 
 
 def child_main(argv) -> None:

@@ -48,7 +48,7 @@ class QueueBase:
         lock = threading.RLock()
         self._cond = threading.Condition(lock)
         self._room_cond = threading.Condition(lock)  # wait_until_free, woken only when it fits
-        self._room_need: int | None = None
+        self._room_waiters = 0
         self._closed = False
         self._cancelled = False
         self._enqueuers: deque = deque()
@@ -120,7 +120,7 @@ class QueueBase:
         n = min(self._check_n(n), self._capacity)
         deadline = self._deadline(timeout)
         with self._cond:
-            self._room_need = n
+            self._room_waiters += 1
             try:
                 while not self._closed and self._capacity - self._store.count < n:
                     left = None if deadline is None else deadline - time.monotonic()
@@ -128,7 +128,7 @@ class QueueBase:
                         raise DeadlineExceededError(f"{self.name}.wait_until_free timed out")
                     self._room_cond.wait(left)
             finally:
-                self._room_need = None
+                self._room_waiters -= 1
 
     # --- validation -----------------------------------------------------
     def _check_n(self, n) -> int:
@@ -229,8 +229,9 @@ class QueueBase:
                 n = count
             out = self._remove(n)
             self._cond.notify_all()
-            need = self._room_need
-            if need is not None and self._capacity - self._store.count >= need:
+            if (
+                self._room_waiters
+            ):  # each waiter re-checks its own n (one shared slot lost wake-ups)
                 self._room_cond.notify_all()
             return out
 

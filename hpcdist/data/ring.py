@@ -1,0 +1,216 @@
+"""ShuffleRing: the pipeline's shuffle buffer; blocks are read into a ring, batches gathered out."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from ..errors import CancelledError, DataError
+from .queues import rng_state_words, set_rng_state_words
+
+FREE, LIVE, PENDING, TAKING = 0, 1, 2, 3
+
+
+class ShuffleRing:
+    """A seeded shuffle buffer whose rows are written once and read once.
+
+    Producers reserve block i (strictly in plan order, i = 0, 1, ...), read
+    the block's rows straight into the returned ring segments, and commit it;
+    committed blocks become visible in plan order. `take(n)` picks n random
+    rows among the oldest `window + n` visible ones (all of them once the
+    producers are done), keeps the rest in arrival order, and gathers the
+    picked rows with one fancy index. The output is therefore a function of
+    the seed and the plan order only, never of thread timing (the
+    `pick_from_oldest` rule of RandomShuffleQueue).
+
+    At most `budget` rows are visible or being read. The ring holds
+    `budget + window + batch` rows: rows picked out leave holes; when the
+    head needs room, holes at the tail are reclaimed and the few rows still
+    alive there are moved to the head (their logical order is kept).
+
+    Consumer waits end after `stall_timeout` seconds without a batch with a
+    DataError naming what was awaited; producer waits end on `close`.
+    """
+
+    def __init__(self, window, batch, budget, shape, dtypes, seed, stall_timeout, name, old=None):
+        self.window, self.batch, self.budget = int(window), int(batch), int(budget)
+        self.capacity = self.budget + 2 * (self.window + self.batch)
+        self.stall_timeout, self.name = stall_timeout, name
+        self._alloc(shape, dtypes, old)
+        self.order = np.zeros(
+            self.budget, np.int64
+        )  # physical rows of visible records, oldest first
+        self.count = 0
+        self.head = self.tail = 0  # ring counters: rows [tail, head) are in use or holes
+        self.pending: dict[int, np.ndarray] = {}
+        self.done: set[int] = set()
+        self.pending_rows = 0
+        self.next_reserve = self.next_publish = 0
+        self.finished = self.cancelled = False
+        self.after_last = 0
+        self.moved = 0  # rows moved to the head (reclaim cost)
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.cond = threading.Condition()
+
+    def _alloc(self, shape, dtypes, old) -> None:
+        xd, yd = dtypes
+        c = self.capacity
+        if (
+            old is not None
+            and old.x.shape == (c, *shape)
+            and old.x.dtype == xd
+            and old.y.dtype == yd
+        ):
+            self.x, self.y, self.ids, self.status = old.x, old.y, old.ids, old.status
+            self.status[:] = FREE  # memory reused: fresh pages cost page faults
+        else:
+            self.x = np.empty((c, *shape), xd)
+            self.y = np.empty(c, yd)
+            self.ids = np.empty(c, np.int64)
+            self.status = np.zeros(c, np.uint8)
+        self.remap = np.arange(c, dtype=np.int64)
+        width = self.x.itemsize * int(np.prod(shape, dtype=np.int64))
+        self.xrows = (
+            self.x.reshape(c, -1).view(np.dtype((np.void, width))).reshape(c) if width else self.x
+        )
+
+    # --- producers ------------------------------------------------------
+    def reserve(self, i: int, m: int) -> list[tuple[int, int]]:
+        """Wait for block i's turn and room for m rows; returns its ring segments [a, b)."""
+        if m > self.budget - self.window - self.batch:
+            raise ValueError(f"{self.name}: a block of {m} rows exceeds the prefetch room")
+        with self.cond:
+            self._wait_producer(lambda: self.next_reserve == i, f"the turn of block {i}")
+            self._wait_producer(lambda: self.count + self.pending_rows + m <= self.budget, "room")
+            while self.capacity - (self.head - self.tail) < m:
+                if not self._reclaim(m):
+                    self._wait_producer(lambda: False, "tail rows", poll=0.05)
+            start = self.head % self.capacity
+            rows = (self.head + np.arange(m)) % self.capacity
+            self.status[rows] = PENDING
+            self.head += m
+            self.pending[i], self.pending_rows = rows, self.pending_rows + m
+            self.next_reserve += 1
+            self.cond.notify_all()
+        first = min(m, self.capacity - start)
+        return [(start, start + first)] + ([(0, m - first)] if first < m else [])
+
+    def commit(self, i: int, first_id: int) -> None:
+        """Block i's rows are written (global ids first_id, first_id+1, ...): publish in order."""
+        with self.cond:
+            rows = self.pending[i]
+            self.ids[rows] = np.arange(first_id, first_id + len(rows))
+            self.done.add(i)
+            while self.next_publish in self.done:
+                self.done.discard(self.next_publish)
+                rows = self.pending.pop(self.next_publish)
+                self.order[self.count : self.count + len(rows)] = rows
+                self.status[rows] = LIVE
+                self.count += len(rows)
+                self.pending_rows -= len(rows)
+                self.next_publish += 1
+            self.cond.notify_all()
+
+    def close(self, cancel_pending_enqueues: bool = False) -> None:
+        """Producers are done (the rest may be taken), or, with cancel, everything stops."""
+        with self.cond:
+            self.finished = True
+            self.cancelled = self.cancelled or cancel_pending_enqueues
+            self.cond.notify_all()
+
+    def _wait_producer(self, ready, what: str, poll: float | None = None) -> None:
+        while not ready():
+            if self.cancelled:
+                raise CancelledError(f"{self.name}: stopped while waiting for {what}")
+            self.cond.wait(poll)
+            if poll is not None:
+                return
+
+    def _reclaim(self, m: int) -> bool:
+        """Free rows at the tail, moving live ones to the head; False if none could be freed."""
+        need = m - (self.capacity - (self.head - self.tail))
+        look = min(self.head - self.tail, max(4 * need, 4096))  # enough holes, usually
+        span = (self.tail + np.arange(look)) % self.capacity
+        st = self.status[span]
+        stuck = np.flatnonzero((st == PENDING) | (st == TAKING))
+        span = span[: stuck[0]] if len(stuck) else span
+        holes = np.cumsum(st[: len(span)] == FREE)
+        k = min(len(span), int(np.searchsorted(holes, need)) + 1) if len(holes) else 0
+        if k == 0 or holes[k - 1] == 0:
+            return False
+        chunk = span[:k]
+        live = chunk[self.status[chunk] == LIVE]
+        dest = (self.head + np.arange(len(live))) % self.capacity
+        self.x[dest], self.y[dest], self.ids[dest] = self.x[live], self.y[live], self.ids[live]
+        self.status[chunk] = FREE
+        self.status[dest] = LIVE
+        self.remap[live] = dest
+        self.order[: self.count] = self.remap[self.order[: self.count]]
+        self.remap[live] = live
+        self.tail += k
+        self.head += len(live)
+        self.moved += len(live)
+        return True
+
+    # --- consumer -------------------------------------------------------
+    def take(self, n: int):
+        """n shuffled rows (fewer only at the end): (features, labels); None when none are left."""
+        deadline = time.monotonic() + self.stall_timeout
+        with self.cond:
+            while not self.cancelled and self.count < n + self.window:
+                if self.finished and not self.pending and self.next_publish == self.next_reserve:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DataError(self._stall_message(n))
+                self.cond.wait(left)
+            if self.cancelled:
+                raise CancelledError(f"{self.name}: stopped")
+            window = min(self.count, self.window + n)
+            n = min(n, window)
+            if n == 0:
+                return None
+            pick = self.rng.choice(window, size=n, replace=False)
+            phys = self.order[pick]
+            keep = np.ones(self.count, bool)
+            keep[pick] = False
+            self.order[: self.count - n] = self.order[: self.count][keep]
+            self.count -= n
+            self.after_last = window - n
+            self.status[phys] = TAKING
+        try:
+            return np.take(self.xrows, phys).view(self.x.dtype).reshape(
+                n, *self.x.shape[1:]
+            ), np.take(self.y, phys)  # outside the lock: readers go on meanwhile
+        finally:
+            with self.cond:
+                self.status[phys] = FREE
+                self.cond.notify_all()
+
+    def _stall_message(self, n: int) -> str:
+        return (
+            f"{self.name}: no batch for {self.stall_timeout:g} s: waited for {n + self.window} "
+            f"buffered records, have {self.count}; blocks reserved {self.next_reserve}, "
+            f"published {self.next_publish}, being read {sorted(self.pending)}; readers "
+            f"{'done' if self.finished else 'running'}"
+        )
+
+    # --- checkpoint support ----------------------------------------------
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """(global ids left in the window after the last take, oldest first; RNG words)."""
+        with self.cond:
+            return self.ids[self.order[: self.after_last]].copy(), rng_state_words(self.rng)
+
+    def restore(self, x, y, ids, rng_words) -> None:
+        """Fill an empty ring with records (oldest first) and set the RNG."""
+        with self.cond:
+            k = len(ids)
+            if self.count or self.head or k > self.budget:
+                raise ValueError(f"{self.name}.restore needs an empty ring with room for {k}")
+            self.x[:k], self.y[:k], self.ids[:k] = x, y, ids
+            self.status[:k] = LIVE
+            self.order[:k] = np.arange(k)
+            self.count = self.after_last = self.head = k
+            set_rng_state_words(self.rng, rng_words)
