@@ -1,0 +1,33 @@
+"""Every example runs and says what it should."""
+
+import pytest
+from launch import run_mpi
+
+pytestmark = pytest.mark.launcher
+
+
+def test_placement_example():
+    res = run_mpi(4, ["examples/placement.py"], timeout=60)
+    assert res.returncode == 0, res.output
+    assert "ps job has 1 task(s) on ranks [0]" in res.stdout
+    assert "worker job has 3 task(s) on ranks [1, 2, 3]" in res.stdout
+
+
+def test_queues_example():
+    res = run_mpi(1, ["examples/queues.py"], timeout=60)
+    assert res.returncode == 0, res.output
+    assert "50 records, each once: True" in res.stdout
+
+
+def test_allreduce_example():
+    res = run_mpi(3, ["examples/allreduce.py"], timeout=60)
+    assert res.returncode == 0, res.output
+    errors = {ln.split()[1].rstrip(":"): float(ln.split()[-1]) for ln in res.stdout.splitlines()}
+    assert errors["none"] < 1e-6 and errors["fp16"] < 2e-3 and errors["bf16"] < 1.6e-2
+
+
+def test_custom_loop_example(tmp_path):
+    res = run_mpi(2, ["examples/custom_loop.py"], timeout=120, env={"HPCDIST_CACHE": str(tmp_path)})
+    assert res.returncode == 0, res.output
+    losses = [float(ln.split()[-1]) for ln in res.stdout.splitlines() if ln.startswith("epoch")]
+    assert len(losses) == 5 and losses[-1] < losses[0] / 3
