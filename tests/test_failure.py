@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from launch import ROOT, clean_env, run_mpi
+from launch import ROOT, clean_env, mpiexec, run_mpi
 
 pytestmark = pytest.mark.launcher
 
@@ -49,10 +49,8 @@ def test_placement_report_one_line_per_rank():
 
 
 def test_sigterm_reaches_handler_on_every_rank(tmp_path):
-    cmd = [sys.executable, "-c", "import launch; print(launch.mpiexec())"]
-    mpiexec = subprocess.check_output(cmd, cwd=ROOT / "tests", text=True).strip()
     proc = subprocess.Popen(
-        [mpiexec, "-n", "2", sys.executable, "tests/scripts/sigterm_checkpoint.py", str(tmp_path)],
+        [mpiexec(), "-n", "2", sys.executable, "tests/scripts/sigterm_checkpoint.py", str(tmp_path)],
         cwd=ROOT,
         env=clean_env(),
         stdout=subprocess.PIPE,
