@@ -50,7 +50,7 @@ def test_placement_report_one_line_per_rank():
 
 def test_sigterm_reaches_handler_on_every_rank(tmp_path):
     proc = subprocess.Popen(
-        [mpiexec(), "-n", "2", sys.executable, "tests/scripts/sigterm_checkpoint.py", str(tmp_path)],
+        [mpiexec(), "-n", "2", sys.executable, "tests/scripts/sigterm_checkpoint.py", tmp_path],
         cwd=ROOT,
         env=clean_env(),
         stdout=subprocess.PIPE,
