@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=784)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--shuffle-buffer", type=int, default=10000)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="reader threads per rank")
     ap.add_argument("--block", type=int, default=4096, help="rows per read (plan block, raw)")
     ap.add_argument("--readers", default="auto", choices=["auto", "threads", "processes"])
     ap.add_argument("--chunk-rows", type=int, default=1024)
@@ -118,7 +118,7 @@ def _report(args, size: int, raws, pipes) -> None:
     print(
         f"reader benchmark: {size} rank(s), {args.shards} shards x {args.records} x "
         f"{args.dim} float32, batch {args.batch}, shuffle buffer {args.shuffle_buffer}, "
-        f"{args.threads} reader threads/rank, blocks of {args.block} rows"
+        f"{args.threads} reader(s)/rank ({args.readers}), blocks of {args.block} rows"
     )
     print(f"{'run':>4} {'raw h5py':>18} {'pipeline':>18} {'ratio':>6} {'trainer wait':>13}")
     for i, ((rs, rn), (ps, pn, wait)) in enumerate(zip(raws, pipes, strict=True)):

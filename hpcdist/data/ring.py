@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import CancelledError, DataError
 from .queues import rng_state_words, set_rng_state_words
 
-FREE, LIVE, PENDING, TAKING = 0, 1, 2, 3
+FREE, LIVE, PENDING = 0, 1, 2
 
 
 class ShuffleRing:
@@ -26,7 +26,7 @@ class ShuffleRing:
     `pick_from_oldest` rule of RandomShuffleQueue).
 
     At most `budget` rows are visible or being read. The ring holds
-    `budget + window + batch` rows: rows picked out leave holes; when the
+    `budget + 2 (window + batch)` rows: rows picked out leave holes; when the
     head needs room, holes at the tail are reclaimed and the few rows still
     alive there are moved to the head (their logical order is kept).
 
@@ -130,11 +130,11 @@ class ShuffleRing:
 
     def _reclaim(self, m: int) -> bool:
         """Free rows at the tail, moving live ones to the head; False if none could be freed."""
-        need = m - (self.capacity - (self.head - self.tail))
-        look = min(self.head - self.tail, max(4 * need, 4096))  # enough holes, usually
+        need = max(2 * m, self.capacity // 4) - (self.capacity - (self.head - self.tail))
+        look = min(self.head - self.tail, need + need // 4 + 256)  # the tail is mostly holes
         span = (self.tail + np.arange(look)) % self.capacity
         st = self.status[span]
-        stuck = np.flatnonzero((st == PENDING) | (st == TAKING))
+        stuck = np.flatnonzero(st == PENDING)
         span = span[: stuck[0]] if len(stuck) else span
         holes = np.cumsum(st[: len(span)] == FREE)
         k = min(len(span), int(np.searchsorted(holes, need)) + 1) if len(holes) else 0
@@ -179,15 +179,10 @@ class ShuffleRing:
             self.order[: self.count - n] = self.order[: self.count][keep]
             self.count -= n
             self.after_last = window - n
-            self.status[phys] = TAKING
-        try:
-            return np.take(self.xrows, phys).view(self.x.dtype).reshape(
-                n, *self.x.shape[1:]
-            ), np.take(self.y, phys)  # outside the lock: readers go on meanwhile
-        finally:
-            with self.cond:
-                self.status[phys] = FREE
-                self.cond.notify_all()
+            x = np.take(self.xrows, phys).view(self.x.dtype).reshape(n, *self.x.shape[1:])
+            self.status[phys] = FREE  # gathered under the lock: no reader can overwrite them
+            self.cond.notify_all()
+            return x, np.take(self.y, phys)
 
     def _stall_message(self, n: int) -> str:
         return (
