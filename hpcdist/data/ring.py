@@ -52,7 +52,9 @@ class ShuffleRing:
         self.after_last = 0
         self.moved = 0  # rows moved to the head (reclaim cost)
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.Lock())
+        self.room = threading.Condition(self.cond._lock)  # woken only when room_need fits
+        self.room_need = 0  # rows the turn holder waits room for (one waiter: the turn)
 
     def _alloc(self, shape, dtypes, old) -> None:
         xd, yd = dtypes
@@ -83,7 +85,11 @@ class ShuffleRing:
             raise ValueError(f"{self.name}: a block of {m} rows exceeds the prefetch room")
         with self.cond:
             self._wait_producer(lambda: self.next_reserve == i, f"the turn of block {i}")
-            self._wait_producer(lambda: self.count + self.pending_rows + m <= self.budget, "room")
+            self.room_need = m
+            try:
+                self._wait_producer(self._fits, "room", cond=self.room)
+            finally:
+                self.room_need = 0
             while self.capacity - (self.head - self.tail) < m:
                 if not self._reclaim(m):
                     self._wait_producer(lambda: False, "tail rows", poll=0.05)
@@ -119,24 +125,33 @@ class ShuffleRing:
             self.finished = True
             self.cancelled = self.cancelled or cancel_pending_enqueues
             self.cond.notify_all()
+            self.room.notify_all()
 
-    def _wait_producer(self, ready, what: str, poll: float | None = None) -> None:
+    def _fits(self) -> bool:
+        return self.count + self.pending_rows + self.room_need <= self.budget
+
+    def _wait_producer(self, ready, what: str, poll: float | None = None, cond=None) -> None:
         while not ready():
             if self.cancelled:
                 raise CancelledError(f"{self.name}: stopped while waiting for {what}")
-            self.cond.wait(poll)
+            (cond or self.cond).wait(poll)
             if poll is not None:
                 return
 
     def _reclaim(self, m: int) -> bool:
         """Free rows at the tail, moving live ones to the head; False if none could be freed."""
         need = max(2 * m, self.capacity // 4) - (self.capacity - (self.head - self.tail))
-        look = min(self.head - self.tail, need + need // 4 + 256)  # the tail is mostly holes
-        span = (self.tail + np.arange(look)) % self.capacity
-        st = self.status[span]
-        stuck = np.flatnonzero(st == PENDING)
-        span = span[: stuck[0]] if len(stuck) else span
-        holes = np.cumsum(st[: len(span)] == FREE)
+        used, look = self.head - self.tail, need + need // 4 + 256  # the tail is mostly holes
+        while True:  # look further while live rows fill the tail (holes exist: room was checked)
+            look = min(used, look)
+            span = (self.tail + np.arange(look)) % self.capacity
+            st = self.status[span]
+            stuck = np.flatnonzero(st == PENDING)
+            span = span[: stuck[0]] if len(stuck) else span
+            holes = np.cumsum(st[: len(span)] == FREE)
+            if len(stuck) or look == used or (len(holes) and holes[-1] >= need):
+                break
+            look *= 2
         k = min(len(span), int(np.searchsorted(holes, need)) + 1) if len(holes) else 0
         if k == 0 or holes[k - 1] == 0:
             return False
@@ -181,7 +196,8 @@ class ShuffleRing:
             self.after_last = window - n
             x = np.take(self.xrows, phys).view(self.x.dtype).reshape(n, *self.x.shape[1:])
             self.status[phys] = FREE  # gathered under the lock: no reader can overwrite them
-            self.cond.notify_all()
+            if self.room_need and self._fits():
+                self.room.notify()
             return x, np.take(self.y, phys)
 
     def _stall_message(self, n: int) -> str:
