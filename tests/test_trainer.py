@@ -3,6 +3,7 @@
 import h5py
 import numpy as np
 import pytest
+from mpi4py import MPI
 
 from hpcdist import datasets
 from hpcdist.config import TrainConfig, validate
@@ -56,7 +57,7 @@ def test_fit_replicas_agree_and_eval_matches_reference(comm, mpi_tmp_path, monke
 
 def test_digits_split_is_deterministic(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCDIST_CACHE", str(tmp_path))
-    directory = datasets.digits(0.2)
+    directory = datasets.digits(0.2, comm=MPI.COMM_SELF)  # this rank's own cache dir
     train = datasets.read_split(directory, "train")
     val = datasets.read_split(directory, "val")
     assert (train.num_records, val.num_records) == (1438, 359)
