@@ -68,8 +68,10 @@ def test_spans_nest_with_names_order_and_durations(tmp_path):
     for name in inner:  # inside the step span
         e = by_name[name]
         assert step["ts"] <= e["ts"] and e["ts"] + e["dur"] <= step["ts"] + step["dur"]
-    assert by_name["backward"]["dur"] >= 4000 and by_name["forward"]["dur"] >= 2000
-    assert by_name["backward"]["dur"] > by_name["forward"]["dur"] > by_name["exchange"]["dur"] / 2
+    # Each span lasts at least as long as the work inside it (an upper bound would be a
+    # timed test: oversubscribed ranks get descheduled mid-span).
+    for name, spun_us in [("data_wait", 1000), ("forward", 2000), ("backward", 4000)]:
+        assert by_name[name]["dur"] >= spun_us
     assert sum(by_name[n]["dur"] for n in inner) <= step["dur"]
 
 
