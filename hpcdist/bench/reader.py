@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=784)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--shuffle-buffer", type=int, default=10000)
-    ap.add_argument("--threads", type=int, default=1, help="reader threads per rank")
+    ap.add_argument("--threads", type=int, default=2, help="reader threads per rank")
     ap.add_argument("--block", type=int, default=4096, help="rows per read (plan block, raw)")
     ap.add_argument("--readers", default="auto", choices=["auto", "threads", "processes"])
     ap.add_argument("--chunk-rows", type=int, default=1024)

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CancelledError, DataError, OutOfRangeError
+from .direct import BatchPool, DirectBatches
 from .plan import EpochPlan
 from .procread import ProcessFeeder, ReaderProcess
+from .queues import set_rng_state_words
 from .ring import ShuffleRing
 from .runners import Coordinator, QueueRunner
+from .shufflesim import ShuffleSim
 
 
 @dataclass
@@ -67,9 +70,38 @@ class _Feeder:
             self.stats.records_read += b - a
 
 
+class _SimAhead:
+    """The next epoch's shuffle, played by this epoch's simulation thread once it is idle."""
+
+    def __init__(self, pipe):
+        self.pipe, self.epoch, self.sim = pipe, None, None
+
+    def make(self, epoch: int) -> ShuffleSim:
+        p = self.pipe
+        a, b = p.plan.rank_ranges(epoch, p.rank)
+        m = int((b - a).sum())
+        self.epoch, self.sim = epoch, ShuffleSim(m, p.shuffle_buffer, p.batch_size, p._rng(epoch))
+        return self.sim
+
+    def take(self, epoch: int) -> ShuffleSim | None:
+        """The shuffle of `epoch` from its start, played in part or whole, or None."""
+        sim, self.sim = self.sim, None
+        return sim if self.epoch == epoch else None
+
+
 def _close_all(procs) -> None:
     for p in procs:
         p.close()
+
+
+def _id_runs(ids: np.ndarray, plan) -> tuple[np.ndarray, np.ndarray]:
+    """Global ids (in order) as runs of consecutive rows of one file: (starts, lengths)."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    files = plan.locate(ids)[0]
+    cut = np.flatnonzero((np.diff(ids) != 1) | (np.diff(files) != 0)) + 1
+    first = np.r_[0, cut]
+    return ids[first], np.diff(np.r_[first, len(ids)])
 
 
 def _skip(a: np.ndarray, b: np.ndarray, n: int):
@@ -135,6 +167,9 @@ class InputPipeline:
         self._finalizer = None
         self._epochs_started = 0
         self._last_ring = None
+        self._layouts: dict = {}
+        self._pool = BatchPool()
+        self._ahead = _SimAhead(self)
         self.plan = EpochPlan(source.counts, seed, comm.size, batch_size, remainder, block_size)
         self.stats = PipelineStats(comm=comm)
         self._live = {"epoch": 0, "step": 0, "cursor": 0, "queue": None}
@@ -160,13 +195,19 @@ class InputPipeline:
         n_rank = int((b - a).sum())
         a, b = _skip(a, b, cursor + len(ids0))
         self._reap()
-        ring = self._new_ring(epoch)
-        if len(ids0) or cursor:
-            ring.restore(*self._read_ids(ids0), ids0, rng0)
         self.stats = PipelineStats(epoch=epoch, comm=self.comm)
         coord = Coordinator()
-        feeder = self._feeder(ring, a, b, coord)
-        threads = QueueRunner(ring, feeder.functions()).create_threads(coord)
+        ring = self._direct(epoch, a, b, ids0, rng0 if len(ids0) or cursor else None)
+        if ring is not None:
+            functions = ring.functions(self.num_threads, self.stats)
+        else:
+            ring = self._new_ring(epoch)
+            if len(ids0) or cursor:
+                ring.restore(*self._read_ids(ids0), ids0, rng0)
+            functions = self._feeder(ring, a, b, coord).functions()
+        if isinstance(ring, DirectBatches):
+            ring.ahead = self._ahead.make(epoch + 1)
+        threads = QueueRunner(ring, functions).create_threads(coord)
         self._live = {"epoch": epoch, "step": step, "cursor": cursor, "queue": ring}
         try:
             for s in range(step, self.steps_per_epoch):
@@ -227,6 +268,45 @@ class InputPipeline:
             self._finalizer()
         self._procs = []
 
+    def _direct(self, epoch, a, b, ids0, rng0) -> DirectBatches | None:
+        """One copy per row where every file of the epoch can be read by os.preadv."""
+        blocks = _id_runs(ids0, self.plan) + (len(ids0),)
+        starts = np.concatenate([blocks[0], a])
+        lens = np.concatenate([blocks[1], b - a])
+        if self.use_processes or not hasattr(self.source, "raw_layout"):
+            return None
+        files = np.unique(self.plan.locate(starts)[0]).tolist()
+        for f in files:
+            if f not in self._layouts:
+                self._layouts[f] = self.source.raw_layout(f)
+            if self._layouts[f] is None:
+                return None
+        sim = self._ahead.take(epoch) if rng0 is None else None
+        if sim is None:
+            sim = ShuffleSim(
+                int(lens.sum()), self.shuffle_buffer, self.batch_size, self._rng(epoch)
+            )
+            if rng0 is not None:
+                set_rng_state_words(sim.rng, rng0)
+                sim.words0 = np.asarray(rng0, np.uint64).copy()
+        return DirectBatches(
+            self.source,
+            self.plan,
+            self._layouts,
+            (starts, lens, len(ids0)),
+            self.shuffle_buffer,
+            self.batch_size,
+            self.shuffle_buffer + self.batch_size + self.prefetch,
+            sim,
+            self.stall_timeout,
+            f"direct[rank {self.rank}]",
+            self._pool,
+        )
+
+    def _rng(self, epoch: int) -> np.random.Generator:
+        seed = np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F])
+        return np.random.Generator(np.random.PCG64(seed))
+
     def _new_ring(self, epoch: int) -> ShuffleRing:
         src = self.source
         ring = ShuffleRing(
@@ -235,7 +315,7 @@ class InputPipeline:
             self.shuffle_buffer + self.batch_size + self.prefetch,
             tuple(src.feature_shape),
             (np.dtype(src.feature_dtype), np.dtype(src.label_dtype)),
-            np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F]),
+            np.random.SeedSequence([self.seed, epoch, self.rank, 0x5B0F]),  # as _rng
             self.stall_timeout,
             f"shuffle[rank {self.rank}]",
             old=self._last_ring,  # reuse its memory: fresh pages cost page faults
@@ -273,6 +353,11 @@ class InputPipeline:
 
     def _read_ids(self, ids: np.ndarray):
         """Features and labels of global ids, read in contiguous runs."""
+        if len(ids) == 0:
+            src = self.source
+            return np.empty((0, *src.feature_shape), src.feature_dtype), np.empty(
+                0, src.label_dtype
+            )
         order = np.argsort(ids, kind="stable")
         sids = ids[order]
         files, rows = self.plan.locate(sids)

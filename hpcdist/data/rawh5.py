@@ -48,6 +48,19 @@ class RawRows:
             starts[int(info.chunk_offset[0])] = base + int(info.byte_offset)
         return cls(fd, row_bytes, int(ds.chunks[0]), starts)
 
+    def segments(self, start: int, stop: int):
+        """(first row, end row, file offset) per chunk of [start, stop); None: one not stored."""
+        out, row = [], start
+        while row < stop:
+            c0 = row - row % self.chunk_rows
+            base = self.starts.get(c0)
+            if base is None:
+                return None
+            end = min(stop, c0 + self.chunk_rows)
+            out.append((row, end, base + (row - c0) * self.row_bytes))
+            row = end
+        return out
+
     def read_into(self, start: int, stop: int, out: np.ndarray) -> bool:
         """Rows [start, stop) into C-contiguous `out`; False if a chunk is not stored."""
         flat = out.reshape(-1).view(np.uint8)
@@ -65,6 +78,26 @@ class RawRows:
 
 
 _NATIVE = "<" if np.little_endian else ">"
+
+
+IOV_MAX = 1024  # Linux's limit on buffers per preadv call
+
+
+def preadv_full(fd: int, bufs: list, offset: int) -> None:
+    """Fill every buffer of `bufs` (byte memoryviews) from consecutive bytes at `offset`."""
+    for i in range(0, len(bufs), IOV_MAX):
+        part = bufs[i : i + IOV_MAX]
+        want = sum(map(len, part))
+        got = os.preadv(fd, part, offset)
+        while got < want:  # a short read: go on from the first buffer not filled
+            if got <= 0:
+                raise OSError(f"file ends {want} bytes short at offset {offset}")
+            offset, want, j = offset + got, want - got, 0
+            while got >= len(part[j]):
+                got, j = got - len(part[j]), j + 1
+            part = [part[j][got:], *part[j + 1 :]]
+            got = os.preadv(fd, part, offset)
+        offset += want
 
 
 def _pread_full(fd: int, buf: np.ndarray, offset: int) -> None:

@@ -189,6 +189,18 @@ class HDF5Source(RecordSource):
                 self._raw[i] = (fd, RawRows.of(x, fd, base), RawRows.of(y, fd, base))
             return self._raw[i][1:]
 
+    def raw_layout(self, file_index: int) -> tuple | None:
+        """(RawRows of features, RawRows of labels) of a file readable by os.preadv, else None."""
+        if not self.raw_reads:
+            return None
+        x, y = self._datasets(file_index)
+        if len(x) < self.counts[file_index] or len(y) < self.counts[file_index]:
+            self.read(file_index, 0, self.counts[file_index])  # raises the DataError
+        rx, ry = self._raw_rows(file_index, x, y)
+        if rx is None or ry is None or x.dtype != self.feature_dtype or y.dtype != self.label_dtype:
+            return None
+        return rx, ry
+
     def read_into(self, file_index, start, stop, out_x, out_y):
         x, y = self._datasets(file_index)
         if stop > len(x) or stop > len(y):

@@ -1,0 +1,65 @@
+"""One-copy batches (DirectBatches) against a serial model of the pick-from-oldest shuffle."""
+
+import numpy as np
+import pytest
+from test_data_pipeline import make_shards
+from test_data_ring import reference
+
+from hpcdist.data import HDF5Source, InputPipeline
+from hpcdist.data.direct import BatchPool, DirectBatches
+
+
+@pytest.fixture
+def shards(comm, mpi_tmp_path):
+    if comm.rank == 0:
+        make_shards(mpi_tmp_path, counts=(700, 5, 1290))
+    comm.Barrier()
+    return mpi_tmp_path
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("remainder", ["drop", "pad"])
+def test_direct_batches_match_the_serial_model(comm, shards, remainder):
+    batch, window = 16, 40
+    pipe = InputPipeline(
+        HDF5Source(str(shards)),
+        batch,
+        seed=5,
+        comm=comm,
+        shuffle_buffer=window,
+        remainder=remainder,
+        block_size=64,
+        prefetch=64,
+    )
+    for epoch in (0, 1):
+        a, b = pipe.plan.rank_ranges(epoch, comm.rank)
+        blocks = [list(range(s, e)) for s, e in zip(a.tolist(), b.tolist(), strict=True)]
+        want = reference(blocks, window, batch, [5, epoch, comm.rank, 0x5B0F])
+        got = []
+        for out in pipe.epoch(epoch):
+            assert isinstance(pipe._live["queue"], DirectBatches)
+            x, y = out[0], out[1]
+            real = len(y) if remainder == "drop" else int(out[2].sum())
+            np.testing.assert_array_equal(x[:real, 0], y[:real].astype(np.float32))
+            got.append(y[:real].tolist())
+        got = [g for g in got if g]
+        assert got == want
+    pipe.close()
+
+
+def test_batch_pool_reuses_only_arrays_nothing_else_holds():
+    pool = BatchPool()
+    a, rows = pool.get((4, 3), np.float32)
+    assert len(rows) == 4 and len(rows[0]) == 12
+    pool.handed_out((a, rows))
+    view = a[1:]
+    b, _ = pool.get((4, 3), np.float32)
+    assert b is not a  # a view of it is alive
+    del view
+    kept = memoryview(a)
+    pool.handed_out((b, _))
+    assert pool.get((4, 3), np.float32)[0] is not a
+    del kept
+    idents = {id(a), id(b)}
+    del a, b, _
+    assert id(pool.get((4, 3), np.float32)[0]) in idents
