@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import CancelledError, DataError, OutOfRangeError
 from .queues import rng_state_words, set_rng_state_words
-from .rawh5 import preadv_full
+from .rawh5 import _PREADV, preadv_full, preadv_rows
 
 SIM_TAKES = 32  # takes simulated between two publications
 AHEAD = 1024  # batches being filled at most (slots of the row table)
@@ -36,6 +36,8 @@ class BatchPool:
     @staticmethod
     def _new(shape, dtype) -> tuple:
         a = np.empty(shape, dtype)
+        if _PREADV is not None:  # rows are read by address: no per-row objects needed
+            return a, None
         flat, rb = memoryview(a).cast("B"), a[:1].nbytes
         return a, [flat[o : o + rb] for o in range(0, a.nbytes, rb)] if rb else []
 
@@ -101,7 +103,11 @@ class DirectBatches:
         self.tops: list[int] = []
         self.wins: list[int] = []  # window size per take (to replay the RNG)
         self.out: dict[int, np.ndarray] = {}
-        self.table: list = [None] * (AHEAD * self.batch)  # row buffers of take t at t % AHEAD
+        # Where each row of take t goes, at (t % AHEAD) * batch + slot: byte addresses (or,
+        # without libc's preadv, memoryviews of the rows).
+        self.table: list = [None] * (AHEAD * self.batch) if _PREADV is None else []
+        self.addr = np.zeros(AHEAD * self.batch if _PREADV is not None else 0, np.uint64)
+        self.row_bytes = int(np.prod(self.shape, dtype=np.int64)) * self.xdtype.itemsize
         self.sim, self.ahead = sim, None  # ahead: the next epoch's ShuffleSim, played when idle
         self.n0 = int(n0)
         self.consumed = self.next_block = 0
@@ -163,15 +169,30 @@ class DirectBatches:
             for t in np.unique(takes).tolist():
                 if t not in self.out:
                     self.out[t] = self.pool.get((len(self.picks[t]), *self.shape), self.xdtype)
-                    at = (t % AHEAD) * self.batch
-                    self.table[at : at + len(self.out[t][1])] = self.out[t][1]
-            idx = ((takes % AHEAD) * self.batch + slots).tolist()
-            bufs = [self.table[i] for i in idx] if len(idx) < 2 else itemgetter(*idx)(self.table)
+                    self._place(t)
+            idx = (takes % AHEAD) * self.batch + slots
+            if _PREADV is not None:
+                bufs = self.addr[idx]
+            else:
+                idx = idx.tolist()
+                bufs = (
+                    [self.table[i] for i in idx] if len(idx) < 2 else itemgetter(*idx)(self.table)
+                )
         self._read(k, p0, p1, bufs, slots, takes)
         with self.cond:
             self.filled += np.bincount(takes, minlength=len(self.filled))
             self.stats.records_read += p1 - p0
             self.cond.notify_all()
+
+    def _place(self, t: int) -> None:
+        """Enter the destinations of take t's rows in the table."""
+        a, views = self.out[t]
+        at = (t % AHEAD) * self.batch
+        if _PREADV is not None:
+            rows = np.arange(len(a), dtype=np.uint64) * np.uint64(self.row_bytes)
+            self.addr[at : at + len(a)] = np.uint64(a.ctypes.data) + rows
+        else:
+            self.table[at : at + len(views)] = views
 
     def _fits(self, p1: int, k: int) -> bool:
         c = self.consumed
@@ -191,7 +212,10 @@ class DirectBatches:
                     self.out[t][0][j] = x[i]
                 return
             for r0, r1, at in segs:
-                preadv_full(rx.fd, bufs[r0 - lo : r1 - lo], at)
+                if _PREADV is not None:
+                    preadv_rows(rx.fd, bufs[r0 - lo : r1 - lo], rx.row_bytes, at)
+                else:
+                    preadv_full(rx.fd, bufs[r0 - lo : r1 - lo], at)
         except OSError as ex:
             raise DataError(
                 f"{self.source.paths[f]}: reading records {lo}..{hi} failed ({ex}) [{self.name}]"

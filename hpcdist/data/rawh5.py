@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import numpy as np
@@ -98,6 +99,52 @@ def preadv_full(fd: int, bufs: list, offset: int) -> None:
             part = [part[j][got:], *part[j + 1 :]]
             got = os.preadv(fd, part, offset)
         offset += want
+
+
+def _libc_preadv():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).preadv
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong]
+    fn.restype = ctypes.c_ssize_t
+    return fn
+
+
+#: libc's preadv through ctypes (which releases the GIL), or None where there is none.
+_PREADV = _libc_preadv()
+
+
+def preadv_rows(fd: int, addrs: np.ndarray, row_bytes: int, offset: int) -> None:
+    """Read len(addrs) consecutive rows of `row_bytes` at `offset`, row i to address addrs[i].
+
+    The iovec array is built by numpy and libc's preadv is called through ctypes,
+    so no Python object is made per row and the GIL is free during the read. The
+    caller keeps the arrays behind `addrs` alive until this returns.
+    """
+    iov = np.empty((len(addrs), 2), np.uint64)  # struct iovec {void *base; size_t len;}
+    iov[:, 0] = addrs
+    iov[:, 1] = row_bytes
+    i, n = 0, len(iov)
+    while i < n:
+        part = iov[i : i + IOV_MAX]
+        want = int(part[:, 1].sum())
+        got = _PREADV(fd, part.ctypes.data, len(part), offset)
+        if got < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"preadv: {os.strerror(err)}")
+        if got == 0 and want:
+            raise OSError(f"file ends {want} bytes short at offset {offset}")
+        offset += got
+        if got == want:
+            i += len(part)
+            continue
+        while got and got >= iov[i, 1]:  # a short read: skip the rows filled, trim the next
+            got -= int(iov[i, 1])
+            i += 1
+        if got:
+            iov[i, 0] += np.uint64(got)
+            iov[i, 1] -= np.uint64(got)
 
 
 def _pread_full(fd: int, buf: np.ndarray, offset: int) -> None:

@@ -50,7 +50,8 @@ def test_direct_batches_match_the_serial_model(comm, shards, remainder):
 def test_batch_pool_reuses_only_arrays_nothing_else_holds():
     pool = BatchPool()
     a, rows = pool.get((4, 3), np.float32)
-    assert len(rows) == 4 and len(rows[0]) == 12
+    assert a.shape == (4, 3) and a.dtype == np.float32
+    assert rows is None or (len(rows) == 4 and len(rows[0]) == 12)  # views without libc preadv
     pool.handed_out((a, rows))
     view = a[1:]
     b, _ = pool.get((4, 3), np.float32)
