@@ -31,5 +31,6 @@ for name in "${!pids[@]}"; do
   [ "$rc" = 0 ] || failed=$((failed + 1))
 done
 squeue 2>/dev/null | tail -n +2 | grep -q . && { echo "jobs still queued:"; squeue; }
-echo "SLURM smoke jobs: $(( ${#pids[@]} - failed )) passed, $failed failed"
+echo "SLURM smoke jobs (sbatch --wait):"
+echo "smoke: $(( ${#pids[@]} - failed )) passed, $failed failed"
 [ "$failed" = 0 ]
