@@ -26,6 +26,17 @@ _KIND_NAMES = [
 ]
 
 
+def _sum_into(out: np.ndarray, parts: list) -> np.ndarray:
+    """out = parts[0] + parts[1] + ..., summed in rank order (the same on every run)."""
+    if len(parts) == 1:
+        out[...] = parts[0]
+        return out
+    np.add(parts[0], parts[1], out=out)
+    for p in parts[2:]:
+        np.add(out, p, out=out)
+    return out
+
+
 class NodeGroup:
     """The ranks of `comm` on this (pretend) node, and one leader per node."""
 
@@ -203,13 +214,7 @@ class ShmReducer:
         finite = True
         for c in range(lo, hi, CHUNK):
             parts = [g[c : min(c + CHUNK, hi)] for g in regions]
-            out = acc[: len(parts[0])]
-            if self.n == 1:
-                out[...] = parts[0]
-            else:
-                np.add(parts[0], parts[1], out=out)
-            for p in parts[2:]:
-                np.add(out, p, out=out)
+            out = _sum_into(acc[: len(parts[0])], parts)
             if inv != 1.0:
                 out *= dtype.type(inv)
             finite = finite and is_finite_sum(out)
@@ -234,13 +239,7 @@ class ShmReducer:
             return acc
         for c in range(0, hi - lo, CHUNK):
             parts = [self.grads(r, s)[lo + c : min(lo + c + CHUNK, hi)] for r in range(self.n)]
-            out = acc[c : c + len(parts[0])]
-            if self.n == 1:
-                out[...] = parts[0]
-            else:
-                np.add(parts[0], parts[1], out=out)
-            for p in parts[2:]:
-                np.add(out, p, out=out)
+            _sum_into(acc[c : c + len(parts[0])], parts)
         return acc
 
     def _deliver(self, b: Bucket, acc: np.ndarray, lo: int, hi: int) -> None:
