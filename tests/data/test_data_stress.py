@@ -6,6 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from mpi4py import MPI
 
 from hpcdist.data import ArraySource, InputPipeline
 from hpcdist.data.procread import _child_env
@@ -89,7 +90,9 @@ def test_a_stalled_reader_raises_naming_what_was_awaited():
             return super().read(file_index, start, stop)
 
     src = Stuck(np.zeros((100, 2), np.float32), np.arange(100))
-    pipe = InputPipeline(src, 10, shuffle_buffer=20, block_size=20, stall_timeout=0.5)
+    pipe = InputPipeline(  # this rank alone: the stuck records must be its own
+        src, 10, comm=MPI.COMM_SELF, shuffle_buffer=20, block_size=20, stall_timeout=0.5
+    )
     with pytest.raises(DataError, match=r"no batch for 0.5 s: waited for 30 buffered records"):
         for _ in pipe.epoch(0):
             pass
