@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from mpi4py import MPI
 
 from . import checkpoint, cluster, datasets, devices, nn, runtime, timeline
 from .backend import to_numpy
@@ -52,6 +53,7 @@ class Trainer:
         )
         self.step, self.epoch = 0, 0
         self.preemption = runtime.catch_preemption()
+        self._flag = np.zeros(1, np.int32)
 
     # --- construction -------------------------------------------------------
 
@@ -197,8 +199,10 @@ class Trainer:
         }
 
     def _preempted(self) -> bool:
-        flag = self.comm.allreduce(int(self.preemption.requested), op=_max())
-        return bool(flag)
+        """Whether any rank was signalled (a one-int buffer allreduce, every rank agrees)."""
+        self._flag[0] = self.preemption.requested
+        self.comm.Allreduce(MPI.IN_PLACE, self._flag, op=MPI.MAX)
+        return bool(self._flag[0])
 
     def train_epoch(self, tl: timeline.Timeline, progress) -> str | None:
         """Run the rest of the current epoch; 'preempted' or 'max_steps' if it stopped early."""
@@ -235,12 +239,6 @@ class Trainer:
         totals = self.comm.allreduce(np.array([loss_sum, seen], dtype=np.float64))
         self.epoch_train_loss = totals[0] / max(totals[1], 1)
         return None
-
-
-def _max():
-    from mpi4py import MPI
-
-    return MPI.MAX
 
 
 def _arrays(state: dict) -> dict:
