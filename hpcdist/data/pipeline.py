@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CancelledError, DataError, OutOfRangeError
+from ..errors import CancelledError, DataError
 from .direct import BatchPool, DirectBatches
-from .plan import EpochPlan
+from .plan import EpochPlan, id_runs, skip_records
 from .procread import ProcessFeeder, ReaderProcess
 from .queues import set_rng_state_words
-from .ring import ShuffleRing
+from .ring import RingFeeder, ShuffleRing
 from .runners import Coordinator, QueueRunner
-from .shufflesim import ShuffleSim
+from .shufflesim import ShuffleSim, SimAhead
 
 
 @dataclass
@@ -41,77 +40,9 @@ class PipelineStats:
         return {"epoch": self.epoch, **out}
 
 
-class _Feeder:
-    """Reads this rank's ranges in threads straight into the shuffle ring, in plan order."""
-
-    def __init__(self, source, plan, ring, a, b, num_threads, stats):
-        self.source, self.plan, self.ring = source, plan, ring
-        self.a, self.b, self.stats = a, b, stats
-        self.num_threads = num_threads
-        self.lock = threading.Lock()
-        self.blocks = iter(range(len(a)))
-
-    def functions(self) -> list:
-        return [self._piece] * self.num_threads
-
-    def _piece(self) -> None:
-        with self.lock:
-            i = next(self.blocks, None)
-        if i is None:
-            raise OutOfRangeError("no more ranges for this reader")
-        a, b = int(self.a[i]), int(self.b[i])
-        f, row = self.plan.locate(np.array([a]))
-        f, lo = int(f[0]), int(row[0])
-        for s0, s1 in self.ring.reserve(i, b - a):
-            self.source.read_into(f, lo, lo + s1 - s0, self.ring.x[s0:s1], self.ring.y[s0:s1])
-            lo += s1 - s0
-        self.ring.commit(i, a)
-        with self.lock:
-            self.stats.records_read += b - a
-
-
-class _SimAhead:
-    """The next epoch's shuffle, played by this epoch's simulation thread once it is idle."""
-
-    def __init__(self, pipe):
-        self.pipe, self.epoch, self.sim = pipe, None, None
-
-    def make(self, epoch: int) -> ShuffleSim:
-        p = self.pipe
-        a, b = p.plan.rank_ranges(epoch, p.rank)
-        m = int((b - a).sum())
-        self.epoch, self.sim = epoch, ShuffleSim(m, p.shuffle_buffer, p.batch_size, p._rng(epoch))
-        return self.sim
-
-    def take(self, epoch: int) -> ShuffleSim | None:
-        """The shuffle of `epoch` from its start, played in part or whole, or None."""
-        sim, self.sim = self.sim, None
-        return sim if self.epoch == epoch else None
-
-
 def _close_all(procs) -> None:
     for p in procs:
         p.close()
-
-
-def _id_runs(ids: np.ndarray, plan) -> tuple[np.ndarray, np.ndarray]:
-    """Global ids (in order) as runs of consecutive rows of one file: (starts, lengths)."""
-    if len(ids) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    files = plan.locate(ids)[0]
-    cut = np.flatnonzero((np.diff(ids) != 1) | (np.diff(files) != 0)) + 1
-    first = np.r_[0, cut]
-    return ids[first], np.diff(np.r_[first, len(ids)])
-
-
-def _skip(a: np.ndarray, b: np.ndarray, n: int):
-    """Ranges after the first n records."""
-    ends = np.cumsum(b - a)
-    k = int(np.searchsorted(ends, n, side="right"))
-    a, b = a[k:].copy(), b[k:].copy()
-    if len(a):
-        a[0] = b[0] - (ends[k] - n)
-    return a, b
 
 
 class InputPipeline:
@@ -169,7 +100,7 @@ class InputPipeline:
         self._last_ring = None
         self._layouts: dict = {}
         self._pool = BatchPool()
-        self._ahead = _SimAhead(self)
+        self._ahead = SimAhead(self)
         self.plan = EpochPlan(source.counts, seed, comm.size, batch_size, remainder, block_size)
         self.stats = PipelineStats(comm=comm)
         self._live = {"epoch": 0, "step": 0, "cursor": 0, "queue": None}
@@ -193,7 +124,7 @@ class InputPipeline:
         step, cursor, ids0, rng0 = self._take_resume(epoch)
         a, b = self.plan.rank_ranges(epoch, self.rank)
         n_rank = int((b - a).sum())
-        a, b = _skip(a, b, cursor + len(ids0))
+        a, b = skip_records(a, b, cursor + len(ids0))
         self._reap()
         self.stats = PipelineStats(epoch=epoch, comm=self.comm)
         coord = Coordinator()
@@ -240,7 +171,7 @@ class InputPipeline:
 
     def _feeder(self, ring, a, b, coord):
         if not self.use_processes:
-            return _Feeder(self.source, self.plan, ring, a, b, self.num_threads, self.stats)
+            return RingFeeder(self.source, self.plan, ring, a, b, self.num_threads, self.stats)
         if not self._procs:
             self._procs = [
                 ReaderProcess(self.source, self.block_size, self.rank)
@@ -270,7 +201,7 @@ class InputPipeline:
 
     def _direct(self, epoch, a, b, ids0, rng0) -> DirectBatches | None:
         """One copy per row where every file of the epoch can be read by os.preadv."""
-        blocks = _id_runs(ids0, self.plan) + (len(ids0),)
+        blocks = id_runs(ids0, self.plan) + (len(ids0),)
         starts = np.concatenate([blocks[0], a])
         lens = np.concatenate([blocks[1], b - a])
         if self.use_processes or not hasattr(self.source, "raw_layout"):

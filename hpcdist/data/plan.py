@@ -143,3 +143,23 @@ class EpochPlan:
         ids = np.asarray(ids, dtype=np.int64)
         f = np.searchsorted(self.offsets, ids, side="right") - 1
         return f, ids - self.offsets[f]
+
+
+def id_runs(ids: np.ndarray, plan) -> tuple[np.ndarray, np.ndarray]:
+    """Global ids (in order) as runs of consecutive rows of one file: (starts, lengths)."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    files = plan.locate(ids)[0]
+    cut = np.flatnonzero((np.diff(ids) != 1) | (np.diff(files) != 0)) + 1
+    first = np.r_[0, cut]
+    return ids[first], np.diff(np.r_[first, len(ids)])
+
+
+def skip_records(a: np.ndarray, b: np.ndarray, n: int):
+    """Ranges after the first n records."""
+    ends = np.cumsum(b - a)
+    k = int(np.searchsorted(ends, n, side="right"))
+    a, b = a[k:].copy(), b[k:].copy()
+    if len(a):
+        a[0] = b[0] - (ends[k] - n)
+    return a, b

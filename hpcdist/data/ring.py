@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..errors import CancelledError, DataError
+from ..errors import CancelledError, DataError, OutOfRangeError
 from .queues import rng_state_words, set_rng_state_words
 
 FREE, LIVE, PENDING = 0, 1, 2
@@ -225,3 +225,32 @@ class ShuffleRing:
             self.order[:k] = np.arange(k)
             self.count = self.after_last = self.head = k
             set_rng_state_words(self.rng, rng_words)
+
+
+class RingFeeder:
+    """Reads this rank's ranges in threads straight into the shuffle ring, in plan order."""
+
+    def __init__(self, source, plan, ring, a, b, num_threads, stats):
+        self.source, self.plan, self.ring = source, plan, ring
+        self.a, self.b, self.stats = a, b, stats
+        self.num_threads = num_threads
+        self.lock = threading.Lock()
+        self.blocks = iter(range(len(a)))
+
+    def functions(self) -> list:
+        return [self._piece] * self.num_threads
+
+    def _piece(self) -> None:
+        with self.lock:
+            i = next(self.blocks, None)
+        if i is None:
+            raise OutOfRangeError("no more ranges for this reader")
+        a, b = int(self.a[i]), int(self.b[i])
+        f, row = self.plan.locate(np.array([a]))
+        f, lo = int(f[0]), int(row[0])
+        for s0, s1 in self.ring.reserve(i, b - a):
+            self.source.read_into(f, lo, lo + s1 - s0, self.ring.x[s0:s1], self.ring.y[s0:s1])
+            lo += s1 - s0
+        self.ring.commit(i, a)
+        with self.lock:
+            self.stats.records_read += b - a

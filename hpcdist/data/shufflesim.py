@@ -48,3 +48,22 @@ class ShuffleSim:
             if gentle:
                 time.sleep(0)
         return new
+
+
+class SimAhead:
+    """The next epoch's shuffle, played by this epoch's simulation thread once it is idle."""
+
+    def __init__(self, pipe):
+        self.pipe, self.epoch, self.sim = pipe, None, None
+
+    def make(self, epoch: int) -> ShuffleSim:
+        p = self.pipe
+        a, b = p.plan.rank_ranges(epoch, p.rank)
+        m = int((b - a).sum())
+        self.epoch, self.sim = epoch, ShuffleSim(m, p.shuffle_buffer, p.batch_size, p._rng(epoch))
+        return self.sim
+
+    def take(self, epoch: int) -> ShuffleSim | None:
+        """The shuffle of `epoch` from its start, played in part or whole, or None."""
+        sim, self.sim = self.sim, None
+        return sim if self.epoch == epoch else None
