@@ -1,28 +1,14 @@
 """GPU arrays through the exchange: cupy in, cupy out, staged through host memory."""
 
-import numpy as np
 import pytest
+from gpu_data import SHAPES
+from gpu_data import rank_data as _data
+from gpu_data import reference as _ref
+from gpu_data import rel_error as _rel
 
 import hpcdist
 
 pytestmark = [pytest.mark.gpu, pytest.mark.mpi]
-
-SHAPES = [(17, 3), (0,), (5000,), (40000,)]
-
-
-def _data(rank, seed=0):
-    rng = np.random.default_rng(seed * 31 + rank)
-    return [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
-
-
-def _ref(size, seed=0):
-    every = [_data(r, seed) for r in range(size)]
-    return [sum(e[i].astype(np.float64) for e in every) / size for i in range(len(SHAPES))]
-
-
-def _rel(out, ref):
-    num = sum(float(np.sum((o - r) ** 2)) for o, r in zip(out, ref, strict=True))
-    return (num / sum(float(np.sum(r**2)) for r in ref)) ** 0.5
 
 
 @pytest.mark.parametrize("compression, bound", [("none", 1e-6), ("fp16", 2e-3), ("bf16", 1.6e-2)])

@@ -13,10 +13,12 @@ from hpcdist import backend
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fake_cupy  # noqa: E402
+from gpu_data import SHAPES  # noqa: E402
+from gpu_data import rank_data as _data  # noqa: E402
+from gpu_data import reference as _ref  # noqa: E402
+from gpu_data import rel_error as _rel  # noqa: E402
 
 pytestmark = pytest.mark.mpi
-
-SHAPES = [(17, 3), (0,), (5000,), (40000,)]
 
 
 @pytest.fixture
@@ -27,23 +29,6 @@ def cp(monkeypatch):
     monkeypatch.setattr(backend, "_cupy_checked", True)
     monkeypatch.setenv("HPCDIST_CUDA_AWARE_MPI", "0")
     return fake
-
-
-def _data(rank, seed=0):
-    rng = np.random.default_rng(seed * 31 + rank)
-    return [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
-
-
-def _ref(size, seed=0):
-    every = [_data(r, seed) for r in range(size)]
-    return [sum(e[i].astype(np.float64) for e in every) / size for i in range(len(SHAPES))]
-
-
-def _rel(out, ref):
-    num = sum(
-        float(np.sum((np.asarray(o, np.float64) - r) ** 2)) for o, r in zip(out, ref, strict=True)
-    )
-    return (num / sum(float(np.sum(r**2)) for r in ref)) ** 0.5
 
 
 @pytest.mark.parametrize("compression, bound", [("none", 1e-6), ("fp16", 2e-3), ("bf16", 1.6e-2)])
