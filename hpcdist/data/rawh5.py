@@ -64,17 +64,13 @@ class RawRows:
 
     def read_into(self, start: int, stop: int, out: np.ndarray) -> bool:
         """Rows [start, stop) into C-contiguous `out`; False if a chunk is not stored."""
+        segs = self.segments(start, stop)
+        if segs is None:
+            return False
         flat = out.reshape(-1).view(np.uint8)
-        row, pos = start, 0
-        while row < stop:
-            c0 = row - row % self.chunk_rows
-            base = self.starts.get(c0)
-            if base is None:
-                return False
-            end = min(stop, c0 + self.chunk_rows)
-            nbytes = (end - row) * self.row_bytes
-            _pread_full(self.fd, flat[pos : pos + nbytes], base + (row - c0) * self.row_bytes)
-            row, pos = end, pos + nbytes
+        for r0, r1, at in segs:
+            pos = (r0 - start) * self.row_bytes
+            _pread_full(self.fd, flat[pos : pos + (r1 - r0) * self.row_bytes], at)
         return True
 
 
