@@ -25,12 +25,20 @@ class ExchangeError(HpcdistError, RuntimeError):
     """Ranks disagree about a collective (other shapes, dtypes, order, count)."""
 
 
-class ExchangeTimeoutError(ExchangeError, TimeoutError):
-    """A blocking collective passed its deadline; names the ranks missing."""
+class CollectiveTimeoutError(HpcdistError, TimeoutError):
+    """A blocking collective passed its deadline; names the ranks that never arrived."""
+
+
+class ExchangeTimeoutError(ExchangeError, CollectiveTimeoutError):
+    """A gradient exchange passed its deadline; names the ranks missing."""
 
 
 class NonFiniteGradientError(HpcdistError, FloatingPointError):
     """A reduced gradient holds NaN or inf."""
+
+
+class ConfigMismatchError(CollectiveError, ValueError):
+    """The ranks of one trainer were given different settings, data or models."""
 
 
 class CheckpointError(HpcdistError, OSError):

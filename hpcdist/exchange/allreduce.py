@@ -10,7 +10,12 @@ from mpi4py import MPI
 from .. import runtime
 from ..backend import is_cupy
 from ..compression import Compression
-from ..errors import ExchangeError, ExchangeTimeoutError, NonFiniteGradientError
+from ..errors import (
+    CollectiveTimeoutError,
+    ExchangeError,
+    ExchangeTimeoutError,
+    NonFiniteGradientError,
+)
 from .base import Exchange, ExchangeStats, SyncInfo
 from .buckets import DEFAULT_BUCKET_BYTES, BucketAutotuner, BucketLayout
 from .gpu import DeviceStaging
@@ -78,6 +83,17 @@ class AllreduceExchange(Exchange):
         self._residuals: list = []
         self.check_at_attach = True
         self.turns = Turns()  # posting order of the "mpi" buckets on self.comm
+
+    @classmethod
+    def from_config(cls, roles, config) -> AllreduceExchange:
+        """Average over the worker ranks of `roles` with the config's compression and buckets."""
+        return cls(
+            comm=roles.job_comm,
+            compression=config.compression,
+            bucket_bytes=config.bucket_bytes,
+            error_feedback=config.error_feedback,
+            timeout=getattr(config, "timeout", None),
+        )
 
     # --- set-up ---------------------------------------------------------
     def attach(self, params: list) -> list:
@@ -245,8 +261,12 @@ class AllreduceExchange(Exchange):
     def _check(self, call: int) -> None:
         try:
             self.arrival.check(call, self._lines, self.timeout, key=self._key)
-        except ExchangeTimeoutError as exc:
-            self._fail(exc)
+        except CollectiveTimeoutError as exc:
+            self._fail(
+                ExchangeTimeoutError(
+                    f"exchange call {call} timed out after {self.timeout:g} s: {exc}"
+                )
+            )
 
     def _timed_out(self) -> None:
         waits = [
@@ -267,7 +287,7 @@ class AllreduceExchange(Exchange):
                 self._call, self._lines, min(self.timeout, max(2.0, self.timeout / 5)), self._key
             )
             text += "; every rank reached the diagnosis, so the stall is inside MPI"
-        except ExchangeError as diag:
+        except (CollectiveTimeoutError, ExchangeError) as diag:
             text += f". Diagnosis: {diag}"
         raise ExchangeTimeoutError(text)
 

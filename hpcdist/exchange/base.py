@@ -20,6 +20,17 @@ stand behind the same loop::
     ex.stats                    # cumulative wire bytes, seconds, calls
     ex.close()                  # or `with AllreduceExchange(...) as ex:`
 
+Who applies the update is part of the contract (`Exchange.updates`):
+
+- "gradients": synchronize() leaves the averaged gradients in the attached
+  gradient arrays and the caller's optimizer steps (allreduce).
+- "parameters": the exchange applies the update itself (a parameter server)
+  and synchronize() leaves fresh parameter values in the attached parameter
+  arrays; the caller's optimizer does not step.
+- "sharded": this rank owns a slice of the model (model parallelism); the
+  caller's optimizer steps the slice it holds, and `shards()` tells a
+  checkpoint which part of each full array this rank holds.
+
 Contract for implementers:
 - attach(params) is collective over comm; every rank passes the same list
   (shapes, dtypes, order); a mismatch raises ExchangeError naming the ranks.
@@ -59,8 +70,19 @@ class ExchangeStats:
     history: list = field(default_factory=list)  # autotune trials: (bucket_bytes, seconds)
 
 
+UPDATES = ("gradients", "parameters", "sharded")
+
+
 class Exchange(abc.ABC):
     """Turns each rank's gradients into the gradients every rank applies."""
+
+    #: Who applies the update (see the module docstring): one of UPDATES.
+    updates: str = "gradients"
+
+    @classmethod
+    def from_config(cls, roles, config) -> Exchange:
+        """Build this exchange for `roles` (an hpcdist.Cluster) from a TrainConfig's settings."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a config")
 
     @abc.abstractmethod
     def attach(self, params: list) -> list:

@@ -10,7 +10,7 @@ from mpi4py import MPI
 from .. import runtime
 from ..backend import get_array_module, is_cupy, require_cupy
 from ..compression import Compression
-from ..errors import ExchangeTimeoutError
+from ..errors import CollectiveTimeoutError
 from .allreduce import AllreduceExchange
 from .gpu import cuda_aware_mpi
 from .safety import ArrivalCheck, Deadline, default_timeout, describe, signature, wait_requests
@@ -136,7 +136,7 @@ def grouped_allreduce_async(
     sig = signature(arrays, op, comp.name)
     try:
         pool.check.check(pool.calls, lambda: describe(arrays, op, comp.name), timeout, key=sig)
-    except ExchangeTimeoutError as exc:
+    except CollectiveTimeoutError as exc:
         runtime.abort(f"{type(exc).__name__}: {exc}", grace_s=1.0)
     key = (sig, bool(arrays) and is_cupy(arrays[0]))
     ex = pool.acquire(key, arrays, op, comp, timeout)
@@ -217,7 +217,7 @@ def broadcast_into(arrays: list, root: int, comm: MPI.Comm, timeout: float | Non
                 part = flat[pos : pos + a.size].reshape(a.shape)
                 a[...] = require_cupy().asarray(part) if is_cupy(a) else part
                 pos += a.size
-    except ExchangeTimeoutError as exc:
+    except CollectiveTimeoutError as exc:
         runtime.abort(f"{type(exc).__name__}: {exc}", grace_s=1.0)
 
 
