@@ -11,6 +11,7 @@ from mpi4py import MPI
 
 from . import runtime
 from .errors import ClusterSpecError
+from .guard import Guard
 
 #: Job names in the order their sub-communicators are created.
 JOBS = ("chief", "ps", "worker", "evaluator")
@@ -142,10 +143,14 @@ def _positions_on_node(nodes: Sequence[int]) -> list[int]:
 class Cluster:
     """The resolved roles, this rank's task and its job's sub-communicator."""
 
-    def __init__(self, spec: ClusterSpec, comm: MPI.Comm | None = None):
+    def __init__(self, spec: ClusterSpec, comm: MPI.Comm | None = None, guard: Guard | None = None):
         info = runtime.init()
-        self.comm = comm or runtime.world_comm()
-        nodes = self.comm.allgather(info.node_index)
+        self.comm = comm or (guard.comm if guard else runtime.world_comm())
+        own = guard is None
+        guard = guard or Guard(self.comm, name="cluster")
+        nodes = guard.allgather(info.node_index, what="every rank's node index")
+        if own:
+            guard.free()
         self.spec = spec
         self.jobs = spec.resolve(nodes)
         self.tasks = [None] * self.comm.size

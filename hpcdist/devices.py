@@ -188,9 +188,16 @@ def placement_line(info: runtime.RankInfo, task, placement: Placement) -> str:
     )
 
 
-def log_device_placement(info: runtime.RankInfo, task, placement: Placement, comm=None) -> None:
-    """Rank 0 prints one placement line per rank, in rank order."""
-    comm = comm or runtime.world_comm()
-    lines = comm.gather(placement_line(info, task, placement), root=0)
-    if comm.rank == 0:
+def log_device_placement(
+    info: runtime.RankInfo, task, placement: Placement, comm=None, guard=None
+) -> None:
+    """Rank 0 of `comm` (or of `guard`'s communicator) prints one line per rank, in rank order."""
+    from .guard import Guard
+
+    own = guard is None
+    guard = guard or Guard(comm or runtime.world_comm(), name="placement report")
+    lines = guard.gather(placement_line(info, task, placement), what="the placement lines")
+    if guard.rank == 0:
         print("\n".join(lines), flush=True)
+    if own:
+        guard.free()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mpi4py import MPI
 
-from .errors import CollectiveError
+from .errors import HpcdistError
 
 #: Split the ranks of one machine into pretend nodes of this many ranks, so the
 #: hierarchical (between-node) code paths run on a laptop or a CI machine.
@@ -45,11 +45,12 @@ class _Runtime:
         self.local_comm = _node_comm(comm, ranks_per_node)
         leader = self.local_comm.rank == 0
         self.leader_comm = comm.Split(0 if leader else MPI.UNDEFINED, comm.rank)
-        if leader:
-            facts = (self.leader_comm.rank, self.leader_comm.size)
-        else:
-            facts = None
-        node_index, num_nodes = self.local_comm.bcast(facts, root=0)
+        facts = (self.leader_comm.rank, self.leader_comm.size) if leader else None
+        from .guard import Guard
+
+        guard = Guard(self.local_comm, name="start-up")
+        node_index, num_nodes = guard.bcast(facts, root=0, what="the node index from its leader")
+        guard.free()
         self.info = RankInfo(
             rank=comm.rank,
             size=comm.size,
@@ -147,13 +148,16 @@ def leader_comm() -> MPI.Comm:
 
 # --- failure behaviour ------------------------------------------------------
 
-#: Seconds a rank with a CollectiveError waits before aborting, so the other
-#: ranks (raising the same error) can print theirs.
-COLLECTIVE_GRACE_S = 0.5
+#: Seconds a rank waits between printing why it aborts and aborting: the launcher
+#: forwards the message (and the other ranks, often raising the same error, print
+#: theirs) before MPI_Abort tears the job down; without it messages were lost.
+ABORT_GRACE_S = 1.0
+#: Set to 1 to get the traceback of an hpcdist error too (it is left out: the message says it).
+TRACEBACK_ENV = "HPCDIST_TRACEBACK"
 
 
-def abort(message: str, exitcode: int = 1, grace_s: float = 0.0) -> None:
-    """Print `message` tagged with this rank and bring the whole job down."""
+def abort(message: str, exitcode: int = 1, grace_s: float = ABORT_GRACE_S) -> None:
+    """Print `message` tagged with this rank, give the launcher a moment, end the whole job."""
     comm = MPI.COMM_WORLD
     where = f"rank {comm.rank} of {comm.size} on {socket.gethostname()}"
     sys.stderr.write(f"hpcdist: {where}: {message.rstrip()}\nhpcdist: aborting the job\n")
@@ -170,8 +174,8 @@ def _excepthook(exc_type, exc, tb) -> None:
     if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
         sys.__excepthook__(exc_type, exc, tb)
         return
-    if isinstance(exc, CollectiveError):  # same error on every rank: the message says it all
-        abort(f"{exc_type.__name__}: {exc}", exitcode=1, grace_s=COLLECTIVE_GRACE_S)
+    if isinstance(exc, HpcdistError) and os.environ.get(TRACEBACK_ENV) != "1":
+        abort(f"{exc_type.__name__}: {exc}", exitcode=1)  # a deliberate error says it all
     text = "".join(traceback.format_exception(exc_type, exc, tb))
     abort(f"uncaught exception\n{text}", exitcode=1)
 

@@ -27,15 +27,16 @@ _OTHER = "other"
 _NOOP = nullcontext()
 
 
-def synchronized_start(comm) -> int:
-    """A perf_counter_ns() origin shared by the ranks of `comm`: everyone reads it after a barrier.
+def synchronized_start(guard) -> int:
+    """A perf_counter_ns() origin shared by the ranks of `guard` (an hpcdist.guard.Guard):
+    everyone reads it after a barrier.
 
     perf_counter_ns is CLOCK_MONOTONIC on Linux, one clock per machine; reading it
     right after a barrier aligns the ranks to within the barrier's skew (microseconds
     on one node, tens of microseconds between nodes), which is what the merged
     trace's time axis is good to.
     """
-    comm.Barrier()
+    guard.barrier(what="the timeline's common start")
     return time.perf_counter_ns()
 
 
@@ -57,7 +58,7 @@ class Timeline:
     """Records complete ("X") events for one rank and writes them as a Chrome trace at close().
 
     pid is the rank, tid the category; ts and dur are microseconds since
-    `start_ns` (a perf_counter_ns() value; pass synchronized_start(comm) so the
+    `start_ns` (a perf_counter_ns() value; pass synchronized_start(guard) so the
     ranks share an origin). Disabled, span() returns one shared no-op context.
     """
 
@@ -65,6 +66,7 @@ class Timeline:
         self,
         path: str | os.PathLike,
         rank: int,
+        *,
         enabled: bool = True,
         start_ns: int | None = None,
         max_events: int = 1_000_000,
@@ -181,10 +183,10 @@ def merge_timelines(paths: list[str | os.PathLike], out_path: str | os.PathLike)
     return out_path
 
 
-def collect_timelines(timeline: Timeline, comm, out_path: str | os.PathLike) -> Path | None:
-    """Close every rank's timeline and merge them on rank 0 (collective); out_path on rank 0."""
+def collect_timelines(timeline: Timeline, guard, out_path: str | os.PathLike) -> Path | None:
+    """Close every rank's timeline and merge them on rank 0 of `guard` (collective)."""
     mine = timeline.close()
-    paths = comm.gather(str(mine) if mine else None, root=0)
-    if comm.rank != 0 or not any(paths):
+    paths = guard.gather(str(mine) if mine else None, what="the timeline file names")
+    if guard.rank != 0 or not any(paths):
         return None
     return merge_timelines([p for p in paths if p], out_path)

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from hpcdist.guard import Guard
 from hpcdist.timeline import (
     CATEGORIES,
     Timeline,
@@ -153,10 +154,11 @@ def test_merge_refuses_duplicate_pids_and_garbage(tmp_path):
 
 @pytest.mark.mpi
 def test_every_rank_writes_and_rank_0_merges(comm, mpi_tmp_path):
-    start = synchronized_start(comm)
+    guard = Guard(comm, timeout=60)
+    start = synchronized_start(guard)
     tl = Timeline(mpi_tmp_path / f"timeline-rank{comm.rank}.json", comm.rank, start_ns=start)
     record_step(tl, scale=0.05)
-    out = collect_timelines(tl, comm, mpi_tmp_path / "timeline.json")
+    out = collect_timelines(tl, guard, mpi_tmp_path / "timeline.json")
     if comm.rank != 0:
         assert out is None
         return

@@ -7,14 +7,9 @@ import math
 import numpy as np
 
 # The deadline, the wait loop and the arrival check are the guarded-collective layer's.
-from ..guard import EXCHANGE_TIMEOUT_ENV as TIMEOUT_ENV  # noqa: F401  (re-exported)
-from ..guard import (  # noqa: F401  (re-exported for the exchange modules)
-    ArrivalCheck,
-    Deadline,
-    default_timeout,
-    fingerprint,
-    wait_requests,
-)
+from ..arrival import ArrivalCheck, fingerprint  # noqa: F401  (re-exported)
+from ..deadline import EXCHANGE_TIMEOUT_ENV as TIMEOUT_ENV  # noqa: F401  (re-exported)
+from ..deadline import Deadline, default_timeout, wait_requests  # noqa: F401  (re-exported)
 
 
 def describe(arrays, op: str, compression: str) -> list[str]:

@@ -3,8 +3,9 @@
 import sys
 import time
 
-import hpcdist
 from mpi4py import MPI
+
+import hpcdist
 
 hpcdist.init()
 if hpcdist.rank() == int(sys.argv[1]):
