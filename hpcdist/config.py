@@ -1,12 +1,18 @@
-"""Training configuration: defaults, a TOML file, then command-line flags, in that order."""
+"""Training configuration: defaults, a TOML file, then command-line flags, in that order.
+
+A setting is one field made by `settings.setting()`: its flag (add_fields) and its
+check (check_fields: the annotation's type, the bounds, the choices) come from it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from .settings import add_fields, check_fields, setting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -14,71 +20,99 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def _exchange_names() -> list[str]:
+    from hpcdist.exchange import registry
+
+    return registry.names()
+
+
+def _check_timeout(value: float, name: str) -> float:
+    from hpcdist.guard import check_timeout
+
+    return check_timeout(value, name)
+
+
+_DATA = (
+    "a directory with train/ and val/ shard directories, each made by python -m "
+    "hpcdist.data.convert (optional dataset.json: num_classes)"
+)
+_LR = "; scaled linearly with the real global batch (Goyal et al.)"
+_EVERY = "checkpoint every N epochs, 0 for never; SIGTERM/SIGUSR1 always checkpoint"
+_BUCKET = "the exchange's measured default"
+_SHARE = "an equal share when ranks share a GPU, else grow on demand"
+_TIMEOUT = (
+    "seconds any blocking collective (gradient exchange, evaluation, checkpointing, metrics, "
+    "pre-emption check) may wait before the job names the missing rank and aborts"
+)
+_TIMEOUT_UNSET = "$HPCDIST_TIMEOUT, else $HPCDIST_EXCHANGE_TIMEOUT, else 300"
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved in checkpoints and summary.json."""
 
-    data: str | None = None  # directory of HDF5 shards (or a manifest); None: the digits
-    synthetic: int = 0  # > 0: a generated classification set of this many samples
-    synthetic_features: int = 784
-    synthetic_classes: int = 10
-    epochs: int = 40
-    batch_size: int = 16  # per rank
-    lr: float = 0.05  # for a global batch of `reference_batch`; scaled linearly
-    reference_batch: int = 128
-    warmup_epochs: float = 2.0
-    schedule: str = "cosine"  # cosine | constant | step
-    optimizer: str = "momentum"  # sgd | momentum | nesterov | adam
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    hidden: list[int] = field(default_factory=lambda: [128, 64])
-    activation: str = "relu"  # relu | elu | tanh
-    dropout: float = 0.0
-    exchange: str = "allreduce"
-    compression: str = "none"  # none | fp16 | bf16
-    error_feedback: bool = False
-    bucket_bytes: int | None = None  # None: the exchange's measured default
-    device: str = "auto"  # auto | cpu | gpu | a device string
-    strict_placement: bool = False
-    gpu_memory_fraction: float | None = None
-    seed: int = 0
-    run_dir: str = "runs/latest"
-    resume: bool = False
-    checkpoint_every: int = 1  # epochs; 0 turns periodic checkpoints off
-    keep_checkpoints: int = 3
-    log_device_placement: bool = False
-    timeline: bool = False
-    shuffle_buffer: int = 1024
-    reader_threads: int = 2
-    val_fraction: float = 0.2  # of the digits set, for the embedded default
-    progress: bool = True
-    max_steps: int = 0  # > 0: stop after this many steps in all (for tests and benchmarks)
+    data: str | None = setting(None, _DATA, unset="the handwritten digits scikit-learn ships")
+    synthetic: int = setting(0, "train on N generated samples instead", metavar="N", ge=0)
+    synthetic_features: int = setting(784, "features of --synthetic", metavar="D", ge=1)
+    synthetic_classes: int = setting(10, "classes of --synthetic", metavar="K", ge=2)
+    epochs: int = setting(40, "passes over the training set", ge=1)
+    batch_size: int = setting(16, "samples per rank per step", ge=1)
+    lr: float = setting(0.05, f"learning rate for a global batch of --reference-batch{_LR}", gt=0)
+    reference_batch: int = setting(128, "the global batch --lr is meant for", ge=1)
+    warmup_epochs: float = setting(2.0, "linear lr warm-up", ge=0)
+    schedule: str = setting("cosine", "decay after warm-up", choices=("cosine", "constant", "step"))
+    optimizer: str = setting("momentum", "", choices=("sgd", "momentum", "nesterov", "adam"))
+    momentum: float = setting(0.9, "momentum of momentum and nesterov", ge=0, lt=1)
+    weight_decay: float = setting(1e-4, "L2 penalty on the parameters", ge=0)
+    hidden: list[int] = setting([128, 64], "hidden layer sizes, e.g. 128,64", ge=1, min_items=1)
+    activation: str = setting("relu", "after each hidden layer", choices=("relu", "elu", "tanh"))
+    dropout: float = setting(0.0, "dropout rate after each hidden layer", ge=0, lt=1)
+    exchange: str = setting("allreduce", "gradient exchange", choices=_exchange_names)
+    compression: str = setting("none", "16-bit on the wire", choices=("none", "fp16", "bf16"))
+    error_feedback: bool = setting(False, "carry the compression rounding error into the next step")
+    bucket_bytes: int | None = setting(None, "fusion bucket size", gt=0, unset=_BUCKET)
+    overlap: bool = setting(True, "start no bucket's exchange before backward has finished")
+    device: str = setting("auto", "auto, cpu, gpu or a device string such as /gpu:0")
+    strict_placement: bool = setting(False, "no CPU fallback when a GPU is asked for but missing")
+    gpu_memory_fraction: float | None = setting(
+        None, "cap each rank's cupy pool", metavar="F", gt=0, le=1, unset=_SHARE
+    )
+    seed: int = setting(0, "seeds init, shuffling and dropout", ge=0)
+    run_dir: str = setting("runs/latest", "metrics, summary, plot, checkpoints")
+    resume: bool = setting(
+        False, "continue from the newest good checkpoint in --run-dir (or start fresh, warning)"
+    )
+    checkpoint_every: int = setting(1, _EVERY, metavar="EPOCHS", ge=0)
+    keep_checkpoints: int = setting(3, "checkpoints kept in --run-dir", ge=1)
+    log_device_placement: bool = setting(False, "print each rank's host, job/task and device")
+    timeline: bool = setting(
+        False, "write Chrome traces (per rank, merged) into --run-dir: chrome://tracing, Perfetto"
+    )
+    shuffle_buffer: int = setting(1024, "records per rank the shuffle picks from", ge=0)
+    reader_threads: int = setting(2, "reader threads per rank", ge=1)
+    val_fraction: float = setting(0.2, "of the digits held out for validation", gt=0, lt=1)
+    progress: bool = setting(True, "no progress bar")
+    max_steps: int = setting(0, "stop after this many steps in all; 0: no limit", ge=0)
+    timeout: float | None = setting(
+        None, _TIMEOUT, metavar="SECONDS", gt=0, check=_check_timeout, unset=_TIMEOUT_UNSET
+    )
 
     def to_dict(self) -> dict:
+        """Every setting by name (lists copied), as checkpoints and summary.json store it."""
         return dataclasses.asdict(self)
 
-
-_CHOICES = {
-    "schedule": ("cosine", "constant", "step"),
-    "optimizer": ("sgd", "momentum", "nesterov", "adam"),
-    "activation": ("relu", "elu", "tanh"),
-    "exchange": ("allreduce",),
-    "compression": ("none", "fp16", "bf16"),
-}
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "") -> TrainConfig:
+        """A validated config from {setting: value}; unknown names are refused, naming the known."""
+        _refuse_unknown(cls, values, where)
+        return validate(cls(**values))
 
 
-def _parse_hidden(text) -> list[int]:
-    if isinstance(text, list):
-        return [int(v) for v in text]
-    try:
-        sizes = [int(v) for v in str(text).replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--hidden wants sizes like 128,64; got {text!r}"
-        ) from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden wants positive sizes like 128,64; got {text!r}")
-    return sizes
+def _refuse_unknown(cls: type, values: dict, where: str = "") -> None:
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}unknown setting(s) {unknown}; known: {known}")
 
 
 def load_toml(path: str | Path) -> dict:
@@ -88,163 +122,40 @@ def load_toml(path: str | Path) -> dict:
             table = tomllib.load(f)
     except FileNotFoundError:
         raise ValueError(f"--config: no such file {path}") from None
+    except OSError as e:
+        raise ValueError(f"--config {path}: cannot read it: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"--config {path}: not valid TOML: {e}") from None
     table = table.get("train", table)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"--config {path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    if not isinstance(table, dict):
+        raise ValueError(f"--config {path}: train must be a table ([train]), got {table!r}")
+    _refuse_unknown(TrainConfig, table, f"--config {path}: ")
     return table
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check values that argparse cannot; raise ValueError naming the setting."""
-    for name, choices in _CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(cfg, name)!r}")
-    for name in ("epochs", "batch_size", "keep_checkpoints", "reader_threads", "shuffle_buffer"):
-        if int(getattr(cfg, name)) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)!r}")
-    if cfg.lr <= 0:
-        raise ValueError(f"lr must be > 0, got {cfg.lr}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if not 0.0 < cfg.val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}")
-    cfg.hidden = _parse_hidden(cfg.hidden)
+    """Check every setting's type and range in place; raise ValueError naming the setting."""
+    check_fields(cfg)
     return cfg
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, overridden by --config's TOML, overridden by the flags given."""
-    values = load_toml(args.config) if args.config else {}
+    values = load_toml(args.config) if getattr(args, "config", None) else {}
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given
-    return validate(TrainConfig(**values))
+    return TrainConfig.from_dict(values)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field as a flag; defaults are None so the TOML can fill them."""
-    d = TrainConfig()
-    g = p.add_argument_group("training (flags override --config)")
-    g.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config and a flag per TrainConfig field; defaults are None so the TOML can fill them."""
+    group = parser.add_argument_group(
+        "training (flags override --config)",
+        "Each flag is also a key of the [train] table: --batch-size 32 is batch_size = 32.",
+    )
+    group.add_argument(
         "--config", metavar="TOML", help="a TOML file with a [train] table of these settings"
     )
-    g.add_argument(
-        "--data",
-        help="a directory with train/ and val/ shard directories, each made by python -m "
-        "hpcdist.data.convert (optional dataset.json: num_classes); default: the handwritten "
-        "digits scikit-learn ships",
-    )
-    g.add_argument(
-        "--synthetic", type=int, metavar="N", help="train on N generated samples instead"
-    )
-    g.add_argument(
-        "--synthetic-features",
-        type=int,
-        metavar="D",
-        help=f"features of --synthetic (default {d.synthetic_features})",
-    )
-    g.add_argument("--epochs", type=int, help=f"passes over the training set (default {d.epochs})")
-    g.add_argument(
-        "--batch-size", type=int, help=f"samples per rank per step (default {d.batch_size})"
-    )
-    g.add_argument(
-        "--lr",
-        type=float,
-        help=f"learning rate for a global batch of --reference-batch "
-        f"(default {d.lr}); scaled linearly with the real global batch (Goyal et al.)",
-    )
-    g.add_argument("--reference-batch", type=int, help=f"(default {d.reference_batch})")
-    g.add_argument(
-        "--warmup-epochs", type=float, help=f"linear lr warm-up (default {d.warmup_epochs})"
-    )
-    g.add_argument("--schedule", choices=_CHOICES["schedule"], help=f"(default {d.schedule})")
-    g.add_argument("--optimizer", choices=_CHOICES["optimizer"], help=f"(default {d.optimizer})")
-    g.add_argument("--momentum", type=float, help=f"(default {d.momentum})")
-    g.add_argument("--weight-decay", type=float, help=f"(default {d.weight_decay})")
-    g.add_argument(
-        "--hidden",
-        type=_parse_hidden,
-        help="hidden layer sizes, e.g. 128,64 (default " + ",".join(map(str, d.hidden)) + ")",
-    )
-    g.add_argument("--activation", choices=_CHOICES["activation"], help=f"(default {d.activation})")
-    g.add_argument(
-        "--dropout", type=float, help=f"dropout rate after each hidden layer (default {d.dropout})"
-    )
-    g.add_argument(
-        "--exchange",
-        choices=_CHOICES["exchange"],
-        help="gradient exchange (default allreduce; parameter-server modes come later)",
-    )
-    g.add_argument(
-        "--compression",
-        choices=_CHOICES["compression"],
-        help="16-bit gradients on the wire, summed in float32 (default none)",
-    )
-    g.add_argument(
-        "--error-feedback",
-        action="store_const",
-        const=True,
-        help="carry the compression rounding error into the next step",
-    )
-    g.add_argument(
-        "--bucket-bytes", type=int, help="fusion bucket size (default: measured default)"
-    )
-    g.add_argument(
-        "--device", help="auto, cpu, gpu or a device string such as /gpu:0 (default auto)"
-    )
-    g.add_argument(
-        "--strict-placement",
-        action="store_const",
-        const=True,
-        help="fail instead of falling back to the CPU when a GPU is asked for but missing",
-    )
-    g.add_argument(
-        "--gpu-memory-fraction",
-        type=float,
-        metavar="F",
-        help="cap each rank's cupy "
-        "pool (default: an equal share when ranks share a GPU, else grow on demand)",
-    )
-    g.add_argument("--seed", type=int, help=f"seeds init, shuffling and dropout (default {d.seed})")
-    g.add_argument("--run-dir", help=f"metrics, summary, plot, checkpoints (default {d.run_dir})")
-    g.add_argument(
-        "--resume",
-        action="store_const",
-        const=True,
-        help="continue from the newest "
-        "good checkpoint in --run-dir (start fresh, with a warning, if there is none)",
-    )
-    g.add_argument(
-        "--checkpoint-every",
-        type=int,
-        metavar="EPOCHS",
-        help="checkpoint every N "
-        f"epochs, 0 for never (default {d.checkpoint_every}); SIGTERM/SIGUSR1 always checkpoint",
-    )
-    g.add_argument("--keep-checkpoints", type=int, help=f"(default {d.keep_checkpoints})")
-    g.add_argument(
-        "--log-device-placement",
-        action="store_const",
-        const=True,
-        help="print one line per rank: rank, host, job/task and device",
-    )
-    g.add_argument(
-        "--timeline",
-        action="store_const",
-        const=True,
-        help="write a Chrome trace per "
-        "rank and a merged one into --run-dir (open in chrome://tracing or Perfetto)",
-    )
-    g.add_argument(
-        "--shuffle-buffer", type=int, help=f"records per rank (default {d.shuffle_buffer})"
-    )
-    g.add_argument("--reader-threads", type=int, help=f"(default {d.reader_threads})")
-    g.add_argument(
-        "--no-progress", dest="progress", action="store_const", const=False, help="no progress bar"
-    )
-    g.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    add_fields(group, TrainConfig)
