@@ -16,7 +16,7 @@ pipe = InputPipeline(HDF5Source(str(data / "train")), batch_size=32, seed=0, com
 model = nn.mlp([64, 64, 10], seed=0)
 params = model.parameters()
 with hpcdist.AllreduceExchange(comm=comm) as exchange:
-    model.bind_grads(exchange.attach([p.data for p in params]))  # grads live in the buckets
+    exchange.attach(params)  # each p.grad is now a view into the exchange's buckets
     exchange.broadcast_parameters([p.data for p in params])  # start from rank 0's
     opt = nn.Momentum(params, lr=0.05)
     for epoch in range(5):

@@ -236,7 +236,7 @@ def crossover(comm) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m hpcdist.bench allreduce",
         description=__doc__,
@@ -245,34 +245,29 @@ def main(argv=None) -> int:
     p.add_argument(
         "--ranks-hint",
         default="",
-        help="world sizes to run (e.g. 2,4): "
-        "started with mpiexec from a 1-rank run; under mpiexec, a label only",
+        help="world sizes (e.g. 2,4): started with mpiexec from a 1-rank run; else a label",
     )
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--bucket-bytes", type=int, default=None)
     p.add_argument("--budget", type=float, default=1.5, help="seconds per variant (about)")
-    p.add_argument(
-        "--crossover",
-        action="store_true",
-        help="time one small tensor through the window and through Iallreduce",
-    )
+    p.add_argument("--crossover", action="store_true", help="one small tensor: window vs library")
     p.add_argument(
         "--sweep-buckets",
         default="",
-        help="bucket sizes in bytes (e.g. 1e6,4e6): "
-        "time AllreduceExchange none on the first workload at each",
+        help="bucket sizes (e.g. 1e6,4e6): time AllreduceExchange none on the first workload",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     comm = MPI.COMM_WORLD
     sizes = [int(s) for s in args.ranks_hint.split(",") if s]
     if comm.size == 1 and sizes and sizes != [1]:
         rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
-        if args.sweep_buckets:
-            rest.append(f"--sweep-buckets={args.sweep_buckets}")
-        if args.crossover:
-            rest.append("--crossover")
-        if args.bucket_bytes:
-            rest.append(f"--bucket-bytes={args.bucket_bytes}")
+        rest += [f"--sweep-buckets={args.sweep_buckets}"] if args.sweep_buckets else []
+        rest += ["--crossover"] if args.crossover else []
+        rest += [f"--bucket-bytes={args.bucket_bytes}"] if args.bucket_bytes else []
         return _spawn(sizes, rest)
     import hpcdist
 
@@ -289,26 +284,15 @@ def main(argv=None) -> int:
 
 def _spawn(sizes: list[int], rest: list[str]) -> int:
     """Run this benchmark under mpiexec once per world size."""
-    from pathlib import Path
+    from hpcdist.launcher import mpiexec
 
-    mpiexec = Path(sys.executable).parent / "mpiexec"
     rc = 0
     for n in sizes:
-        cmd = [
-            str(mpiexec) if mpiexec.exists() else "mpiexec",
-            "-n",
-            str(n),
-            sys.executable,
-            "-m",
-            "hpcdist.bench",
-            "allreduce",
-            f"--ranks-hint={n}",
-            *rest,
-        ]
-        print(
-            f"$ {' '.join(cmd[:3])} python -m hpcdist.bench allreduce {' '.join(rest)}", flush=True
+        args = ["allreduce", f"--ranks-hint={n}", *rest]
+        print(f"$ mpiexec -n {n} python -m hpcdist.bench {' '.join(args)}", flush=True)
+        rc |= subprocess.call(
+            [mpiexec(), "-n", str(n), sys.executable, "-m", "hpcdist.bench", *args]
         )
-        rc |= subprocess.call(cmd)
     return rc
 
 

@@ -4,21 +4,27 @@ It speaks of parameters and gradients, not of allreduce, so the allreduce
 exchange (hpcdist.exchange.allreduce) and a parameter-server exchange can
 stand behind the same loop::
 
-    ex = AllreduceExchange(comm=worker_comm, compression=Compression.none,
-                           bucket_bytes=None, error_feedback=False, check_every=10,
-                           timeout=None, skip_nonfinite=False)
-    grads = ex.attach(params)   # one gradient array per parameter, same shape and
-                                # dtype; views into the exchange's buffers. Backward
-                                # writes gradients IN PLACE into them.
+    ex = AllreduceExchange(comm=worker_comm, compression=Compression.none)  # options: keywords
+    grads = ex.attach(model.parameters())  # Parameters (anything with .data) or arrays;
+                                # one gradient array each, same shape and dtype, views
+                                # into the exchange's buffers; each Parameter's .grad is
+                                # bound to its view. Backward writes gradients IN PLACE.
     for step in ...:
-        ...backward...          # may call ex.gradient_ready(i) as each grads[i] is final
+        ...forward, backward... # may call ex.gradient_ready(i) as each grads[i] is final
         info = ex.synchronize() # gradients now averaged over comm, in place
         if not info.skip:
             optimizer.step()
-    ex.broadcast_parameters(params + optimizer_buffers, root=0)   # in place
+    ex.broadcast_parameters(params + optimizer_buffers, root=0)   # arrays, in place
     ex.state_dict() / ex.load_state_dict(d)   # residuals etc.: dict of numpy arrays
-    ex.stats                    # cumulative wire bytes, seconds, calls
+    ex.stats                    # cumulative calls, wire bytes, seconds (ExchangeStats)
     ex.close()                  # or `with AllreduceExchange(...) as ex:`
+
+Non-blocking use (a loop with other work to overlap)::
+
+    ex.start()                  # every gradient is final: start moving all of them
+    while not ex.progress():    # advance without blocking; True once done
+        ...other work...
+    info = ex.synchronize()     # finishes what is left (nothing, once ex.done)
 
 Who applies the update is part of the contract (`Exchange.updates`):
 
@@ -34,17 +40,30 @@ Who applies the update is part of the contract (`Exchange.updates`):
 Contract for implementers:
 - attach(params) is collective over comm; every rank passes the same list
   (shapes, dtypes, order); a mismatch raises ExchangeError naming the ranks.
-- gradient_ready(i) never blocks and may start work; synchronize() blocks
-  until every gradient holds the average (or, for a parameter server, the
-  update to apply) and returns SyncInfo.
+  Entries are arrays or objects with a `.data` array (hpcdist.nn.Parameter);
+  for the latter attach sets `.grad` to the returned gradient array
+  (`parameter_arrays` and `bind_gradients` below do both halves).
+- gradient_ready(i), start() and progress() never block; synchronize()
+  blocks until every gradient holds the average (or, for a parameter server,
+  the update is applied) and returns SyncInfo. The defaults here do all the
+  work in synchronize(): start() does nothing, progress() and done say True.
+- stats.seconds, stats.wire_bytes and synchronize().skip are what a training
+  loop reads; anything else an algorithm reports lives in its own subclasses
+  of SyncInfo and ExchangeStats.
 - No call waits forever: past the deadline it names the ranks it waited for
   and aborts the job (or raises ExchangeTimeoutError with on_timeout="raise").
+- from_config(roles, config) builds the exchange for the registry
+  (hpcdist.exchange.registry), where `--exchange NAME` finds it.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import is_cupy
 
 
 @dataclass
@@ -55,7 +74,6 @@ class SyncInfo:
     seconds: float = 0.0  # wall time inside synchronize() (and overlapped starts)
     nonfinite: bool = False  # NaN or inf in the reduced gradients
     skip: bool = False  # the step should be skipped (non-finite and skip_nonfinite)
-    buckets: int = 0
 
 
 @dataclass
@@ -67,10 +85,37 @@ class ExchangeStats:
     payload_bytes: int = 0  # the gradients' own bytes (what an uncompressed exchange sends)
     seconds: float = 0.0
     skipped: int = 0
-    history: list = field(default_factory=list)  # autotune trials: (bucket_bytes, seconds)
 
 
 UPDATES = ("gradients", "parameters", "sharded")
+
+
+def parameter_arrays(params) -> tuple[list, list]:
+    """(arrays, owners): each entry's `.data` where it has one (a Parameter), else the entry.
+
+    owners[i] is the Parameter whose `.grad` should be bound, or None for a bare array.
+    """
+    arrays, owners = [], []
+    for i, p in enumerate(params):
+        if isinstance(p, np.ndarray) or is_cupy(p):
+            arrays.append(p)
+            owners.append(None)
+        elif isinstance(getattr(p, "data", None), np.ndarray) or is_cupy(getattr(p, "data", None)):
+            arrays.append(p.data)
+            owners.append(p)
+        else:
+            raise TypeError(
+                f"attach: entry {i} must be a numpy/cupy array or have one as .data "
+                f"(an hpcdist.nn.Parameter), got {type(p).__name__}"
+            )
+    return arrays, owners
+
+
+def bind_gradients(owners: list, grads: list) -> None:
+    """Set owner.grad = grad for every Parameter owner (bare arrays have none)."""
+    for p, g in zip(owners, grads, strict=True):
+        if p is not None:
+            p.grad = g
 
 
 class Exchange(abc.ABC):
@@ -86,11 +131,24 @@ class Exchange(abc.ABC):
 
     @abc.abstractmethod
     def attach(self, params: list) -> list:
-        """Register parameters; return their gradient arrays (for backward to fill in place)."""
+        """Register parameters (arrays or Parameters); return their gradient arrays."""
 
     def gradient_ready(self, i: int) -> None:
         """Backward is done with gradient i; an exchange may start moving it."""
         return None
+
+    def start(self) -> None:
+        """Every gradient is final: start exchanging all of them (never blocks)."""
+        return None
+
+    def progress(self) -> bool:
+        """Advance the exchange in flight without blocking; True once it is done."""
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        """True when no exchange is in flight (synchronize() would finish at once)."""
+        return True
 
     @abc.abstractmethod
     def synchronize(self) -> SyncInfo:

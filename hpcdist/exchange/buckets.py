@@ -14,7 +14,8 @@ ALIGN_BYTES = 64
 DEFAULT_BUCKET_BYTES = 4 << 20
 
 
-def _align(n: int, to: int = ALIGN_BYTES) -> int:
+def align(n: int, to: int = ALIGN_BYTES) -> int:
+    """n rounded up to a multiple of `to`."""
     return -(-n // to) * to
 
 
@@ -72,11 +73,11 @@ class BucketLayout:
             self.where[i] = (self.slabs.index(slab), slab.size)
             slab.params.append(i)
             slab.starts.append(slab.size)
-            slab.size += _align(self.sizes[i] * dt.itemsize, ALIGN_BYTES) // dt.itemsize
+            slab.size += align(self.sizes[i] * dt.itemsize, ALIGN_BYTES) // dt.itemsize
         offset = 0
         for slab in self.slabs:
             slab.offset = offset
-            offset += _align(slab.nbytes)
+            offset += align(slab.nbytes)
         self.nbytes = offset
         self.buckets: list[Bucket] = []
         self.cut(bucket_bytes)
@@ -88,7 +89,7 @@ class BucketLayout:
         self.bucket_bytes = int(bucket_bytes)
         buckets = []
         for s, slab in enumerate(self.slabs):
-            step = max(ALIGN_BYTES, _align(bucket_bytes)) // slab.dtype.itemsize
+            step = max(ALIGN_BYTES, align(bucket_bytes)) // slab.dtype.itemsize
             ends = np.array(slab.starts[1:] + [slab.size])
             for lo in range(0, slab.size, step):
                 hi = min(lo + step, slab.size)
@@ -111,40 +112,10 @@ class BucketLayout:
 
     def wire_nbytes(self, itemsize: int) -> int:
         """Bytes of the wire area that holds every slab at `itemsize` bytes an element."""
-        return sum(_align(slab.size * itemsize) for slab in self.slabs)
+        return sum(align(slab.size * itemsize) for slab in self.slabs)
 
     def wire_view(self, area: np.ndarray, s: int, dtype) -> np.ndarray:
         """Slab s of a wire area (laid out like wire_nbytes), as `dtype`."""
         dtype = np.dtype(dtype)
-        offset = sum(_align(slab.size * dtype.itemsize) for slab in self.slabs[:s])
+        offset = sum(align(slab.size * dtype.itemsize) for slab in self.slabs[:s])
         return area[offset : offset + self.slabs[s].size * dtype.itemsize].view(dtype)
-
-
-class BucketAutotuner:
-    """Tries each candidate bucket size for `trials` calls, then keeps the fastest.
-
-    Feed it the same times on every rank (the slowest rank's) so that every
-    rank picks the same size.
-    """
-
-    def __init__(self, candidates, trials: int):
-        self.todo = list(candidates)
-        self.trials = trials
-        self.history: list[tuple[int, float]] = []
-
-    @property
-    def active(self) -> bool:
-        return bool(self.todo)
-
-    def record(self, size: int, seconds: float) -> int | None:
-        """Note one call at `size`; return the size to cut next, or None to keep this one."""
-        self.history.append((size, seconds))
-        if sum(1 for s, _ in self.history if s == size) < self.trials or not self.todo:
-            return None
-        self.todo.pop(0)
-        if self.todo:
-            return self.todo[0]
-        best: dict[int, float] = {}
-        for s, t in self.history:
-            best[s] = min(t, best.get(s, t))
-        return min(best, key=best.get)

@@ -1,4 +1,4 @@
-"""The flat API: allreduce, grouped_allreduce (blocking and async), broadcast."""
+"""The flat API: allreduce and grouped_allreduce, blocking and async (copy in, copy out)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import runtime
-from ..backend import get_array_module, is_cupy, require_cupy
+from ..backend import get_array_module, is_cupy
 from ..compression import Compression
 from ..errors import CollectiveTimeoutError
 from .allreduce import AllreduceExchange
-from .gpu import cuda_aware_mpi
-from .safety import ArrivalCheck, Deadline, default_timeout, describe, signature, wait_requests
+from .percomm import PerComm
+from .safety import ArrivalCheck, default_timeout, describe, signature
 
 #: Exchanges kept per communicator for the flat calls (one per list layout seen lately).
 POOL_SIZE = 8
@@ -34,9 +34,14 @@ class _Pool:
             self.free.move_to_end(key)
             return spares.pop()
         ex = AllreduceExchange(
-            self.comm, comp, op=op, check_every=0, timeout=timeout, skip_nonfinite=True
+            self.comm,
+            compression=comp,
+            op=op,
+            check_every=0,
+            check_at_attach=False,  # the pool checks every call's list itself
+            timeout=timeout,
+            skip_nonfinite=True,  # NaN/inf propagate to the results, as with MPI_Allreduce
         )
-        ex.check_at_attach = False  # the pool checks every call's list itself
         ex.attach(arrays)  # reads shapes, dtypes and the array module only
         return ex
 
@@ -48,35 +53,26 @@ class _Pool:
             for e in old:
                 e.close()
 
+    def close(self) -> None:
+        for exchanges in self.free.values():
+            for ex in exchanges:
+                ex.close()
+        self.free.clear()
 
-_pools: list = []
-_KEYVAL = MPI.Comm.Create_keyval()  # the pool hangs off its communicator as an MPI attribute
 
-
-def _pool(comm: MPI.Comm | None) -> _Pool:
-    """The pool of `comm`, found by attribute: a freed handle that is reused gets a new one."""
-    comm = comm or runtime.world_comm()
-    pool = comm.Get_attr(_KEYVAL)
-    if pool is None:
-        pool = _Pool(comm)
-        comm.Set_attr(_KEYVAL, pool)
-        _pools.append(pool)
-    return pool
+_pools = PerComm(_Pool)
 
 
 def clear_pools() -> None:
     """Free the shared windows the flat calls keep (collective over each communicator used)."""
-    for pool in _pools:
-        for exchanges in pool.free.values():
-            for ex in exchanges:
-                ex.close()
-        pool.free.clear()
+    for pool in _pools.made:
+        pool.close()
 
 
 class Handle:
     """A reduction in flight; wait() returns the reduced arrays."""
 
-    def __init__(self, pool, key, ex, arrays, single: bool):
+    def __init__(self, pool: _Pool, key, ex: AllreduceExchange, arrays, single: bool):
         self._pool, self._key, self._ex, self._single = pool, key, ex, single
         self._inputs = arrays
         self._result = None
@@ -84,15 +80,14 @@ class Handle:
     def done(self) -> bool:
         """Advance the reduction without blocking; True once wait() would not block."""
         if self._result is None and self._ex is not None:
-            self._ex._run.progress()
-            return self._ex._run.done
+            return self._ex.progress()
         return True
 
     def wait(self):
         """Block until reduced; a list of new arrays (one array for allreduce_async)."""
         if self._result is None:
             ex = self._ex
-            ex.synchronize()  # NaN/inf propagate to the results, as with MPI_Allreduce
+            ex.synchronize()
             xp = get_array_module(self._inputs[0]) if self._inputs else np
             self._result = [xp.array(g, copy=True) for g in ex.grads]
             self._pool.release(self._key, ex)
@@ -120,6 +115,27 @@ def _validate(arrays, op: str):
     return out
 
 
+def _start(arrays, op, compression, comm, timeout, single: bool) -> Handle:
+    """Check the list on every rank, copy it into a pooled exchange and start every bucket."""
+    arrays = _validate(list(arrays), op)
+    comp = Compression.get(compression)
+    pool = _pools.get(comm or runtime.world_comm())
+    timeout = default_timeout() if timeout is None else timeout
+    pool.calls += 1
+    sig = signature(arrays, op, comp.name)
+    try:
+        pool.check.check(pool.calls, lambda: describe(arrays, op, comp.name), timeout, key=sig)
+    except CollectiveTimeoutError as exc:
+        runtime.abort(f"{type(exc).__name__}: grouped_allreduce: {exc}", grace_s=1.0)
+    key = (sig, bool(arrays) and is_cupy(arrays[0]))
+    ex = pool.acquire(key, arrays, op, comp, timeout)
+    ex.timeout = timeout
+    for g, a in zip(ex.grads, arrays, strict=True):
+        g[...] = a
+    ex.start()
+    return Handle(pool, key, ex, arrays, single)
+
+
 def grouped_allreduce_async(
     arrays: list,
     op: str = "average",
@@ -128,24 +144,7 @@ def grouped_allreduce_async(
     timeout: float | None = None,
 ) -> Handle:
     """Start reducing a list of arrays (a copy is taken now); Handle.wait() gives the results."""
-    arrays = _validate(list(arrays), op)
-    comp = Compression.get(compression)
-    pool = _pool(comm)
-    timeout = default_timeout() if timeout is None else timeout
-    pool.calls += 1
-    sig = signature(arrays, op, comp.name)
-    try:
-        pool.check.check(pool.calls, lambda: describe(arrays, op, comp.name), timeout, key=sig)
-    except CollectiveTimeoutError as exc:
-        runtime.abort(f"{type(exc).__name__}: {exc}", grace_s=1.0)
-    key = (sig, bool(arrays) and is_cupy(arrays[0]))
-    ex = pool.acquire(key, arrays, op, comp, timeout)
-    ex.timeout = timeout
-    for g, a in zip(ex.grads, arrays, strict=True):
-        g[...] = a
-    ex._begin_call()
-    ex._run.start_all()
-    return Handle(pool, key, ex, arrays, single=False)
+    return _start(arrays, op, compression, comm, timeout, single=False)
 
 
 def grouped_allreduce(
@@ -156,7 +155,7 @@ def grouped_allreduce(
     timeout: float | None = None,
 ) -> list:
     """Sum or average each array over comm; new arrays, same shapes and dtypes."""
-    return grouped_allreduce_async(arrays, op, compression, comm, timeout).wait()
+    return _start(arrays, op, compression, comm, timeout, single=False).wait()
 
 
 def allreduce_async(
@@ -167,9 +166,7 @@ def allreduce_async(
     timeout: float | None = None,
 ) -> Handle:
     """Start reducing one array; Handle.wait() returns the new array."""
-    h = grouped_allreduce_async([x], op, compression, comm, timeout)
-    h._single = True
-    return h
+    return _start([x], op, compression, comm, timeout, single=True)
 
 
 def allreduce(
@@ -180,50 +177,7 @@ def allreduce(
     timeout: float | None = None,
 ):
     """Sum or average x over comm; a new array of x's shape and dtype."""
-    return allreduce_async(x, op, compression, comm, timeout).wait()
-
-
-def broadcast(x, root: int = 0, comm: MPI.Comm | None = None, timeout: float | None = None):
-    """Root's x on every rank, as a new array (x's shape and dtype must agree)."""
-    xp = get_array_module(x)
-    out = xp.array(x, copy=True)
-    broadcast_into([out], root, comm or runtime.world_comm(), timeout)
-    return out
-
-
-def broadcast_parameters(
-    arrays: list, root: int = 0, comm: MPI.Comm | None = None, timeout: float | None = None
-) -> None:
-    """Overwrite parameters and optimizer buffers in place with root's (no optimizer step)."""
-    broadcast_into(list(arrays), root, comm or runtime.world_comm(), timeout)
-
-
-def broadcast_into(arrays: list, root: int, comm: MPI.Comm, timeout: float | None) -> None:
-    """Broadcast `arrays` in place, fused per dtype, after checking every rank has the same list."""
-    timeout = default_timeout() if timeout is None else timeout
-    if not 0 <= root < comm.size:
-        raise ValueError(f"root must be a rank of comm (0..{comm.size - 1}), got {root}")
-    pool = _pool(comm)
-    pool.calls += 1
-    deadline = Deadline(timeout)
-    try:
-        pool.check.check(pool.calls, describe(arrays, "broadcast", str(root)), timeout)
-        for dtype in sorted({np.dtype(a.dtype).str for a in arrays}):
-            group = [a for a in arrays if np.dtype(a.dtype).str == dtype]
-            flat = np.concatenate([_host(a).ravel() for a in group]) if group else None
-            wait_requests([comm.Ibcast(flat, root=root)], deadline, f"broadcast from rank {root}")
-            pos = 0
-            for a in group:
-                part = flat[pos : pos + a.size].reshape(a.shape)
-                a[...] = require_cupy().asarray(part) if is_cupy(a) else part
-                pos += a.size
-    except CollectiveTimeoutError as exc:
-        runtime.abort(f"{type(exc).__name__}: {exc}", grace_s=1.0)
-
-
-def _host(a):
-    """A host copy (staged; device pointers only go to a CUDA-aware MPI, not needed here)."""
-    return a.get() if is_cupy(a) else np.asarray(a)
+    return _start([x], op, compression, comm, timeout, single=True).wait()
 
 
 __all__ = [
@@ -231,8 +185,5 @@ __all__ = [
     "allreduce_async",
     "grouped_allreduce",
     "grouped_allreduce_async",
-    "broadcast",
-    "broadcast_parameters",
     "Handle",
-    "cuda_aware_mpi",
 ]

@@ -81,7 +81,7 @@ class DeviceStaging:
         host = self.reducer.grads(self.me, b.slab)[b.start : b.stop]
         if self.comp.wire_itemsize and dev.dtype.kind == "f":
             if self.me == 0:  # wire area 0 holds the last result until everyone has read it
-                yield from self.reducer._wait(b, FINAL, call - 1)
+                yield from self.reducer.wait_flags(b, FINAL, call - 1)
             if residual is not None:
                 dev += residual
             scale = self.comp.scale_for(dev)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from .. import runtime
 from ..compression import Compressor
-from .buckets import ALIGN_BYTES, Bucket, BucketLayout, _align
+from ..guard import Guard
+from .buckets import ALIGN_BYTES, Bucket, BucketLayout, align
 from .mpi import MpiSum, Turns
+from .nodes import NodeGroup
 from .safety import is_finite_sum
 
 #: Elements summed per pass (1 MiB of float32): the partial sum stays in cache.
@@ -37,36 +38,15 @@ def _sum_into(out: np.ndarray, parts: list) -> np.ndarray:
     return out
 
 
-class NodeGroup:
-    """The ranks of `comm` on this (pretend) node, and one leader per node."""
-
-    def __init__(self, comm: MPI.Comm):
-        runtime.init()
-        shared = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
-        # runtime's node index also splits a machine into HPCDIST_RANKS_PER_NODE pretend nodes
-        self.node = shared.Split(runtime.node_index(), comm.rank)
-        shared.Free()
-        leader = self.node.rank == 0
-        self.leaders = comm.Split(0 if leader else MPI.UNDEFINED, comm.rank)
-        self.num_nodes = self.node.bcast(self.leaders.size if leader else None, root=0)
-        self.comm_ranks = self.node.allgather(comm.rank)  # local rank -> rank in comm
-        self.size = comm.size
-
-    def free(self) -> None:
-        for c in (self.node, self.leaders):
-            if c != MPI.COMM_NULL:
-                c.Free()
-
-
 class SharedRegions:
     """One shared window: a byte region per local rank, and a control block on rank 0."""
 
-    def __init__(self, node: MPI.Comm, nbytes: int, slots: int):
-        self.n = node.size
+    def __init__(self, node: MPI.Comm, nbytes: int, slots: int, guard: Guard):
+        self.n, self.guard = node.size, guard
         self.flag_shape = (slots, 6, self.n)
         self.scale_shape = (slots, 2, self.n)  # contribution scale, result scale
         ctrl = 8 * (int(np.prod(self.flag_shape)) + int(np.prod(self.scale_shape)))
-        mine = _align(max(nbytes, 1)) + (ctrl if node.rank == 0 else 0)
+        mine = align(max(nbytes, 1)) + (ctrl if node.rank == 0 else 0)
         info = MPI.Info.Create()
         info.Set("alloc_shared_noncontig", "true")
         self.win = MPI.Win.Allocate_shared(mine, 1, info, comm=node)
@@ -75,7 +55,7 @@ class SharedRegions:
         for r in range(self.n):
             buf, _ = self.win.Shared_query(r)
             self.regions.append(np.frombuffer(buf, dtype=np.uint8))
-        tail = self.regions[0][_align(max(nbytes, 1)) :]
+        tail = self.regions[0][align(max(nbytes, 1)) :]
         nflags = int(np.prod(self.flag_shape))
         self.flags = tail[: 8 * nflags].view(np.int64).reshape(self.flag_shape)
         self.scales = tail[8 * nflags : ctrl].view(np.float64).reshape(self.scale_shape)
@@ -84,13 +64,15 @@ class SharedRegions:
             self.scales[...] = 1.0
         self.regions = [r[:nbytes] for r in self.regions]
         self.win.Lock_all(MPI.MODE_NOCHECK)
-        node.Barrier()
+        guard.barrier("the node's shared window to be set up")
 
     def fence(self) -> None:
         """Memory barrier between our writes and the flags the others read."""
         self.win.Sync()
 
     def free(self) -> None:
+        """Free the window (collective): a guarded barrier first, so Win.Free cannot hang."""
+        self.guard.barrier("the node's ranks to close the exchange's window")
         self.win.Unlock_all()
         self.win.Free()
 
@@ -108,9 +90,9 @@ class ShmReducer:
     def __init__(self, group: NodeGroup, layout: BucketLayout, comp: Compressor, slots: int):
         self.group, self.layout, self.comp = group, layout, comp
         self.me, self.n = group.node.rank, group.node.size
-        self.grad_bytes = _align(layout.nbytes)
+        self.grad_bytes = align(layout.nbytes)
         wire = layout.wire_nbytes(comp.wire_itemsize) if comp.wire_itemsize else 0
-        self.shared = SharedRegions(group.node, self.grad_bytes + wire, slots)
+        self.shared = SharedRegions(group.node, self.grad_bytes + wire, slots, group.guard)
         self.flags, self.scales = self.shared.flags, self.shared.scales
         self.turns = Turns()  # posting order of the leaders' sums
 
@@ -127,7 +109,7 @@ class ShmReducer:
 
     def my_slice(self, b: Bucket, j: int | None = None) -> tuple[int, int]:
         j = self.me if j is None else j
-        step = _align(-(-b.size // self.n) * 8, ALIGN_BYTES) // 8
+        step = align(-(-b.size // self.n) * 8, ALIGN_BYTES) // 8
         return min(b.start + j * step, b.stop), min(b.start + (j + 1) * step, b.stop)
 
     def new_call(self, order: list[int]) -> None:
@@ -138,7 +120,7 @@ class ShmReducer:
         self.shared.fence()
         self.flags[b.index, kind, self.me if col is None else col] = call
 
-    def _wait(self, b: Bucket, kind: int, call: int, cols=None):
+    def wait_flags(self, b: Bucket, kind: int, call: int, cols=None):
         """Yield (what, missing local ranks) until the flags of `cols` reach `call`."""
         flags = self.flags[b.index, kind]
         cols = range(self.n) if cols is None else cols
@@ -158,10 +140,10 @@ class ShmReducer:
         s = b.slab
         if self.compressed(s) and not contributed:
             if self.me == 0:
-                yield from self._wait(b, FINAL, call - 1)
+                yield from self.wait_flags(b, FINAL, call - 1)
             self.contribute(b, residual)
         self._set(b, ARRIVED, call)
-        yield from self._wait(b, ARRIVED, call)
+        yield from self.wait_flags(b, ARRIVED, call)
         lo, hi = self.my_slice(b)
         if self.group.num_nodes == 1 and not self.compressed(s):
             if not self._sum_in_place(s, lo, hi, inv):  # the fast path: one pass, in cache
@@ -171,15 +153,15 @@ class ShmReducer:
             if self.group.num_nodes > 1:
                 yield from self._between_nodes(b, call, acc, lo, hi)
                 acc = self.grads(0, s)[lo:hi].copy()
-            if inv != 1.0:
+            if inv != 1.0 and not self.compressed(s):  # 16-bit sums are scaled when decoded
                 acc *= acc.dtype.type(inv)
             if not is_finite_sum(acc):
                 self._set(b, NONFINITE, call)
             self._deliver(b, acc, lo, hi)
         self._set(b, REDUCED, call)
-        yield from self._wait(b, REDUCED, call)
+        yield from self.wait_flags(b, REDUCED, call)
         if self.compressed(s):
-            self._decode_result(b)
+            self._decode_result(b, inv)
             self._set(b, FINAL, call)
 
     def _between_nodes(self, b: Bucket, call: int, acc: np.ndarray, lo: int, hi: int):
@@ -187,12 +169,12 @@ class ShmReducer:
         self.grads(0, b.slab)[lo:hi] = acc
         self._set(b, STAGED, call)
         if self.me == 0:
-            yield from self._wait(b, STAGED, call)
+            yield from self.wait_flags(b, STAGED, call)
             buf = self.grads(0, b.slab)[b.start : b.stop]
             op = MpiSum(self.group.leaders, buf, self.comp)
             yield from self.turns.run(b.index, op, (LEADER, b, []))  # same order on every leader
             self._set(b, LEADER, call, col=0)
-        yield from self._wait(b, LEADER, call, cols=[0])
+        yield from self.wait_flags(b, LEADER, call, cols=[0])
 
     def contribute(self, b: Bucket, residual=None, scale=None) -> None:
         """Put this rank's bucket on the wire area (16-bit), with error feedback."""
@@ -203,7 +185,8 @@ class ShmReducer:
         wire = self.wire(self.me, b.slab)[b.start : b.stop]
         wire[...] = self.comp.encode(g, scale) if scale != 1.0 else g
         if residual is not None:
-            residual[b.start : b.stop] = g - self.comp.decode(wire, g.dtype, scale)
+            with np.errstate(invalid="ignore"):  # inf - inf: reported after the sum
+                residual[b.start : b.stop] = g - self.comp.decode(wire, g.dtype, scale)
         self.scales[b.index, 0, self.me] = scale
 
     def _sum_in_place(self, s: int, lo: int, hi: int, inv: float) -> bool:
@@ -253,16 +236,16 @@ class ShmReducer:
         for r in range(self.n):
             self.grads(r, s)[lo:hi] = acc
 
-    def _decode_result(self, b: Bucket) -> None:
+    def _decode_result(self, b: Bucket, inv: float) -> None:
+        """This rank's copy of the result: every slice's 16-bit sum, decoded, times `inv`."""
         s = b.slab
         g = self.grads(self.me, s)
         for j in range(self.n):
             lo, hi = self.my_slice(b, j)
-            scale = self.scales[b.index, 1, j]
-            part = self.wire(0, s)[lo:hi]
-            g[lo:hi] = part
-            if scale != 1.0:
-                g[lo:hi] *= g.dtype.type(1.0 / scale)
+            factor = inv / self.scales[b.index, 1, j]
+            g[lo:hi] = self.wire(0, s)[lo:hi]
+            if factor != 1.0:
+                g[lo:hi] *= g.dtype.type(factor)
 
     def nonfinite(self, b: Bucket, call: int) -> bool:
         return bool((self.flags[b.index, NONFINITE] == call).any())

@@ -5,6 +5,7 @@ Modes:
   error        relative error of fp16 and bf16 averages (rank 0 prints 'ERR name value')
   mismatch     rank 1 submits another shape; every rank prints the ExchangeError it got
   missing R K  rank R never calls synchronize (exchange with check_every=K); the others time out
+  absent R F   rank R never makes its second call of F (grouped_allreduce or broadcast_parameters)
 """
 
 import sys
@@ -14,6 +15,9 @@ import numpy as np
 
 import hpcdist
 from hpcdist.errors import ExchangeError
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from exchange_data import node_of  # noqa: E402
 
 SHAPES = [(33, 7), (0,), (5000,), (3, 4, 5), (1,), (40000,)]
 
@@ -50,7 +54,23 @@ def check(comm) -> None:
                 ex.synchronize()
                 err = rel(grads, reference(comm.size, "average", step))
                 assert err <= bound, f"exchange {comp} step {step}: {err}"
+            _check_wire(comm, ex, comp)
     print(f"rank {comm.rank}: OK nodes={hpcdist.rank_info().num_nodes}", flush=True)
+
+
+def _check_wire(comm, ex, comp: str) -> None:
+    """The wire count on the runtime's pretend nodes, by the documented rule (shm buckets)."""
+    n, m, leader = node_of(comm.rank, comm.size, None)
+    width = 4 if comp == "none" else 2
+    want = 0.0
+    for b in ex.layout.buckets:
+        nbytes, shm = b.size * width, b.size * 4 >= ex.small_bytes
+        if m > 1 and shm:
+            want += 2 * (n - 1) * nbytes / n + (2 * (m - 1) * nbytes / m if leader else 0)
+        else:
+            want += 2 * (comm.size - 1) * nbytes / comm.size
+    calls = ex.stats.calls
+    assert ex.stats.wire_bytes == calls * round(want), (ex.stats.wire_bytes, calls, want)
 
 
 def error(comm) -> None:
@@ -84,12 +104,26 @@ def missing(comm, who: int, check_every: int) -> None:
         print(f"rank {comm.rank}: step {step} done", flush=True)
 
 
+def absent(comm, who: int, what: str) -> None:
+    arrays = [np.full(s, comm.rank, np.float32) for s in SHAPES]
+    for call in range(2):
+        if comm.rank == who and call == 1:
+            time.sleep(60)  # stuck elsewhere: never reaches the collective
+        if what == "grouped_allreduce":
+            hpcdist.grouped_allreduce(arrays)
+        else:
+            hpcdist.broadcast_parameters(arrays, root=0)
+        print(f"rank {comm.rank}: {what} call {call} done", flush=True)
+
+
 def main() -> None:
     hpcdist.init()
     comm = hpcdist.runtime.world_comm()
     mode = sys.argv[1]
     if mode == "missing":
         missing(comm, int(sys.argv[2]), int(sys.argv[3]))
+    elif mode == "absent":
+        absent(comm, int(sys.argv[2]), sys.argv[3])
     else:
         {"check": check, "error": error, "mismatch": mismatch}[mode](comm)
 

@@ -2,33 +2,12 @@
 
 import numpy as np
 import pytest
+from exchange_data import SHAPES, rank_data, reference, rel_error
 
 import hpcdist
 from hpcdist.errors import NonFiniteGradientError
 
 pytestmark = pytest.mark.mpi
-
-SHAPES = [(17, 3), (0,), (2000,), (4, 5, 6), (1,), (0, 3), (30000,)]
-
-
-def rank_data(rank: int, seed: int = 0, dtype=np.float32, shapes=SHAPES):
-    """What rank `rank` contributes; every rank can compute every rank's data."""
-    rng = np.random.default_rng(seed * 7919 + rank)
-    return [rng.standard_normal(s).astype(dtype) for s in shapes]
-
-
-def reference(size: int, op: str, seed: int = 0, dtype=np.float32, shapes=SHAPES):
-    every = [rank_data(r, seed, dtype, shapes) for r in range(size)]
-    sums = [sum(e[i].astype(np.float64) for e in every) for i in range(len(shapes))]
-    return [s / size for s in sums] if op == "average" else sums
-
-
-def rel_error(out, ref) -> float:
-    num = sum(
-        float(np.sum((np.asarray(o, np.float64) - r) ** 2)) for o, r in zip(out, ref, strict=True)
-    )
-    return (num / max(sum(float(np.sum(r**2)) for r in ref), 1e-300)) ** 0.5
-
 
 TOL = {np.float32: 1e-6, np.float64: 1e-13}
 
@@ -219,7 +198,7 @@ def test_exchange_broadcast_parameters_in_place(comm):
 
 
 def test_autotune_keeps_a_candidate_and_stays_correct(comm):
-    from hpcdist.exchange.allreduce import AUTOTUNE_CANDIDATES, AUTOTUNE_TRIALS
+    from hpcdist.exchange.autotune import AUTOTUNE_CANDIDATES, AUTOTUNE_TRIALS
 
     shapes = [(300000,), (1000,)]
     with hpcdist.AllreduceExchange(autotune=True) as ex:

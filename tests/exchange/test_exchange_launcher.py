@@ -10,8 +10,12 @@ pytestmark = pytest.mark.launcher
 HELPER = "tests/exchange/exchange_helper.py"
 
 
-@pytest.mark.parametrize("n, per_node", [(3, 1), (4, 2), (3, 2)])
+# Node layouts of 1 and 2 ranks at sizes 2-4 are in-process tests (ranks_per_node=, in
+# test_exchange_paths.py); this job checks that $HPCDIST_RANKS_PER_NODE reaches them.
+@pytest.mark.parametrize("n, per_node", [(3, 2)])
 def test_hierarchical_path_matches_reference(n, per_node):
+    """Every path, op and compression on uneven pretend nodes (2 + 1) from the environment,
+    against float64, and the wire count by the documented rule."""
     res = run_mpi(n, [HELPER, "check"], timeout=180, env={"HPCDIST_RANKS_PER_NODE": str(per_node)})
     assert res.returncode == 0, res.output[-3000:]
     nodes = -(-n // per_node)
@@ -63,3 +67,19 @@ def test_missing_rank_is_named_at_the_deadline(check_every):
     assert "rank(s) [2] of 3 never arrived" in res.stderr, res.stderr[-3000:]
     if check_every == 5:  # and what the ranks were waiting for in the data phase
         assert "waiting for bucket 0" in res.stderr, res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("what", ["grouped_allreduce", "broadcast_parameters"])
+def test_flat_calls_name_the_absent_rank_at_the_deadline(what):
+    """A rank that never makes its second call: the others name it after the deadline
+    (3 s) and the job ends within a few seconds more, for the flat API and broadcasts."""
+    res = run_mpi(3, [HELPER, "absent", "2", what], timeout=60, env={"HPCDIST_TIMEOUT": "3"})
+    assert res.returncode != 0
+    assert res.seconds < 12, f"took {res.seconds:.1f} s"
+    assert f"rank 0: {what} call 0 done" in res.stdout, res.output[-3000:]
+    assert f"rank 0: {what} call 1 done" not in res.stdout
+    assert "rank(s) [2] of 3 never arrived within 3 s" in res.stderr, res.stderr[-3000:]
+    if what == "broadcast_parameters":
+        assert "broadcast from rank 0" in res.stderr, res.stderr[-3000:]
+    else:
+        assert "grouped_allreduce" in res.stderr, res.stderr[-3000:]
