@@ -44,7 +44,9 @@ def load_csv(paths, label_column: int, skip_header: int, on_bad: str, quarantine
     label = label_column % ncols
     defaults = [float] * ncols
     defaults[label] = int
-    reader = CSVReader(paths, defaults, skip_header, on_bad=on_bad, quarantine_path=quarantine)
+    reader = CSVReader(
+        paths, defaults, skip_header_lines=skip_header, on_bad=on_bad, quarantine_path=quarantine
+    )
     dtypes = ["f4"] * ncols
     dtypes[label] = "i8"
     xs, ys = [], []
@@ -85,9 +87,19 @@ def load_numpy(paths, features_key: str, labels_key: str, labels_path: str | Non
 
 
 def write_shards(
-    x, y, outdir: str, num_shards: int, chunk_rows: int = 1024, prefix: str = "shard"
+    x,
+    y,
+    outdir: str,
+    num_shards: int,
+    chunk_rows: int = 1024,
+    prefix: str = "shard",
+    compression: str | None = None,
 ) -> str:
-    """Split records into num_shards files (chunked along samples); returns the manifest path."""
+    """Split records into num_shards files (chunked along samples); returns the manifest path.
+
+    `compression` (h5py's name, e.g. "gzip" or "lzf") compresses the features; such
+    shards are read through h5py (the ring read path), not by os.preadv.
+    """
     import h5py
 
     os.makedirs(outdir, exist_ok=True)
@@ -99,7 +111,9 @@ def write_shards(
         name = f"{prefix}-{k:05d}.h5"
         rows = max(1, min(chunk_rows, hi - lo))
         with h5py.File(os.path.join(outdir, name), "w") as f:
-            f.create_dataset("features", data=x[lo:hi], chunks=(rows, *x.shape[1:]))
+            f.create_dataset(
+                "features", data=x[lo:hi], chunks=(rows, *x.shape[1:]), compression=compression
+            )
             f.create_dataset("labels", data=y[lo:hi], chunks=(rows,))
         shards.append({"path": name, "records": hi - lo})
         bar.update(hi - lo)

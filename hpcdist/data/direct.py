@@ -2,71 +2,24 @@
 
 from __future__ import annotations
 
-import collections
-import sys
 import threading
 import time
-from operator import itemgetter
 
 import numpy as np
 
 from ..errors import CancelledError, DataError, OutOfRangeError
-from .queues import rng_state_words, set_rng_state_words
-from .rawh5 import _PREADV, preadv_full, preadv_rows
+from ..rng import set_state_words
+from .batchpool import BatchPool, RowTable
+from .plan import id_runs
+from .producer import EpochWork, Producer, ReadPath
+from .shuffle import PickFromOldest
+from .shufflesim import ShuffleSim, SimAhead
 
 SIM_TAKES = 32  # takes simulated between two publications
 AHEAD = 1024  # batches being filled at most (slots of the row table)
 
 
-class BatchPool:
-    """Batch arrays handed out, reused only once nothing but the pool refers to them.
-
-    Fresh pages cost page faults (as much as the copy itself here), so the
-    arrays of batches the consumer has dropped are filled again; an array
-    still referenced anywhere (a variable, a list, a view or memoryview of
-    it) is never reused, so a batch stays valid for as long as it is kept.
-    Each array comes with byte memoryviews of its rows (made once).
-    """
-
-    def __init__(self, keep: int = 1024):
-        self.keep, self.handed, self.free = keep, collections.deque(), []
-        probe = collections.deque([self._new((1, 1), np.dtype("u1"))])
-        self.alone = sys.getrefcount(probe[0][0])  # an array only the pool holds
-
-    @staticmethod
-    def _new(shape, dtype) -> tuple:
-        a = np.empty(shape, dtype)
-        if _PREADV is not None:  # rows are read by address: no per-row objects needed
-            return a, None
-        flat, rb = memoryview(a).cast("B"), a[:1].nbytes
-        return a, [flat[o : o + rb] for o in range(0, a.nbytes, rb)] if rb else []
-
-    def get(self, shape: tuple, dtype) -> tuple:
-        """(array of this shape and dtype, its rows as byte memoryviews), reused where free."""
-        if not self.free:
-            self._collect()
-        for i in range(len(self.free) - 1, -1, -1):
-            a = self.free[i][0]
-            if a.shape == shape and a.dtype == dtype:
-                return self.free.pop(i)
-        return self._new(shape, dtype)
-
-    def handed_out(self, entry: tuple) -> None:
-        self.handed.append(entry)
-        if len(self.handed) > self.keep:
-            self.handed.popleft()
-
-    def _collect(self) -> None:
-        kept = collections.deque()
-        while self.handed:
-            if sys.getrefcount(self.handed[0][0]) <= self.alone:
-                self.free.append(self.handed.popleft())
-            else:
-                kept.append(self.handed.popleft())
-        self.handed = kept
-
-
-class DirectBatches:
+class DirectBatches(Producer):
     """The shuffle ring's batches (`ring.ShuffleRing.take`), with one copy per row.
 
     The pick-from-oldest shuffle depends only on the record order and the
@@ -83,43 +36,58 @@ class DirectBatches:
     """
 
     def __init__(
-        self, source, plan, layouts, blocks, window, batch, budget, sim, stall, name, pool
+        self,
+        *,
+        source,
+        plan,
+        layouts: dict,
+        starts: np.ndarray,
+        lens: np.ndarray,
+        restored: int,
+        window: int,
+        batch: int,
+        budget: int,
+        sim: ShuffleSim,
+        stall_timeout: float,
+        name: str,
+        pool: BatchPool,
+        num_threads: int = 1,
+        stats=None,
     ):
-        starts, lens, n0 = blocks  # n0: records restored into the window come first
-        self.source, self.layouts, self.name = source, layouts, name
+        self.source, self.layouts, self.name, self.pool = source, layouts, name, pool
         self.window, self.batch, self.room = int(window), int(batch), int(budget) - window - batch
-        self.starts, self.stall_timeout = starts, stall
+        self.starts, self.stall_timeout = starts, stall_timeout
+        self.num_threads, self.stats = num_threads, stats
         self.P = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         self.M, self.nblocks = int(self.P[-1]), len(starts)
         self.files, self.rows = plan.locate(starts)
         self.T = -(-self.M // batch)
-        self.take_of = np.full(self.M, np.iinfo(np.int64).max, np.int64)
-        self.slot_of = np.zeros(self.M, np.int64)
         self.remaining = np.asarray(lens, np.int64).copy()
-        self.filled = np.zeros(self.T + 1, np.int64)
         self.ylab = np.empty(self.M, source.label_dtype)
         self.shape, self.xdtype = tuple(source.feature_shape), np.dtype(source.feature_dtype)
+        self.row_bytes = int(np.prod(self.shape, dtype=np.int64)) * self.xdtype.itemsize
+        self.sim, self.ahead = sim, None  # ahead: the next epoch's ShuffleSim, played when idle
+        self.n0 = int(restored)  # records restored into the window come first
+        self.consumed = self.next_block = 0
+        self.sim_done = self.finished = self.cancelled = False
+        self.cond = threading.Condition(threading.Lock())
+        self.turn = threading.Lock()
+        self._tables()
+
+    def _tables(self) -> None:
+        """Where each record lands (take, slot), what each take picked, and the row table."""
+        self.take_of = np.full(self.M, np.iinfo(np.int64).max, np.int64)
+        self.slot_of = np.zeros(self.M, np.int64)
+        self.filled = np.zeros(self.T + 1, np.int64)
         self.picks: list[np.ndarray] = []
         self.tops: list[int] = []
         self.wins: list[int] = []  # window size per take (to replay the RNG)
-        self.out: dict[int, np.ndarray] = {}
-        # Where each row of take t goes, at (t % AHEAD) * batch + slot: byte addresses (or,
-        # without libc's preadv, memoryviews of the rows).
-        self.table: list = [None] * (AHEAD * self.batch) if _PREADV is None else []
-        self.addr = np.zeros(AHEAD * self.batch if _PREADV is not None else 0, np.uint64)
-        self.row_bytes = int(np.prod(self.shape, dtype=np.int64)) * self.xdtype.itemsize
-        self.sim, self.ahead = sim, None  # ahead: the next epoch's ShuffleSim, played when idle
-        self.n0 = int(n0)
-        self.consumed = self.next_block = 0
-        self.sim_done = self.finished = self.cancelled = False
-        self.stats, self.pool = None, pool
-        self.cond = threading.Condition(threading.Lock())
-        self.turn = threading.Lock()
+        self.out: dict[int, tuple] = {}
+        self.table = RowTable(AHEAD * self.batch, self.row_bytes)  # take t's rows at t % AHEAD
 
-    def functions(self, num_threads: int, stats) -> list:
+    def functions(self) -> list:
         """The simulation and `num_threads` readers, for a QueueRunner."""
-        self.stats = stats
-        return [self.simulate] + [self.read_block] * num_threads
+        return [self.simulate] + [self.read_block] * self.num_threads
 
     # --- the shuffle, on positions ----------------------------------------
     def simulate(self) -> None:
@@ -169,30 +137,13 @@ class DirectBatches:
             for t in np.unique(takes).tolist():
                 if t not in self.out:
                     self.out[t] = self.pool.get((len(self.picks[t]), *self.shape), self.xdtype)
-                    self._place(t)
-            idx = (takes % AHEAD) * self.batch + slots
-            if _PREADV is not None:
-                bufs = self.addr[idx]
-            else:
-                idx = idx.tolist()
-                bufs = (
-                    [self.table[i] for i in idx] if len(idx) < 2 else itemgetter(*idx)(self.table)
-                )
+                    self.table.place((t % AHEAD) * self.batch, self.out[t])
+            bufs = self.table.destinations((takes % AHEAD) * self.batch + slots)
         self._read(k, p0, p1, bufs, slots, takes)
         with self.cond:
             self.filled += np.bincount(takes, minlength=len(self.filled))
             self.stats.records_read += p1 - p0
             self.cond.notify_all()
-
-    def _place(self, t: int) -> None:
-        """Enter the destinations of take t's rows in the table."""
-        a, views = self.out[t]
-        at = (t % AHEAD) * self.batch
-        if _PREADV is not None:
-            rows = np.arange(len(a), dtype=np.uint64) * np.uint64(self.row_bytes)
-            self.addr[at : at + len(a)] = np.uint64(a.ctypes.data) + rows
-        else:
-            self.table[at : at + len(views)] = views
 
     def _fits(self, p1: int, k: int) -> bool:
         c = self.consumed
@@ -212,10 +163,7 @@ class DirectBatches:
                     self.out[t][0][j] = x[i]
                 return
             for r0, r1, at in segs:
-                if _PREADV is not None:
-                    preadv_rows(rx.fd, bufs[r0 - lo : r1 - lo], rx.row_bytes, at)
-                else:
-                    preadv_full(rx.fd, bufs[r0 - lo : r1 - lo], at)
+                self.table.read(rx.fd, bufs[r0 - lo : r1 - lo], rx.row_bytes, at)
         except OSError as ex:
             raise DataError(
                 f"{self.source.paths[f]}: reading records {lo}..{hi} failed ({ex}) [{self.name}]"
@@ -277,8 +225,69 @@ class DirectBatches:
                 pos = np.flatnonzero(self.take_of[:top] >= c)
             k = np.searchsorted(self.P, pos, "right") - 1
             wins = self.wins[:c]
-        rng = np.random.Generator(np.random.PCG64())
-        set_rng_state_words(rng, self.sim.words0)
-        for w in wins:  # replay the takes' RNG calls: the state after take c - 1
-            rng.choice(w, size=min(self.batch, w), replace=False)
-        return self.starts[k] + (pos - self.P[k]), rng_state_words(rng)
+        words = PickFromOldest.replay(self.sim.words0, wins, self.batch)  # after take c - 1
+        return self.starts[k] + (pos - self.P[k]), words
+
+
+class DirectPath(ReadPath):
+    """One copy per row, for sources whose every file of the epoch os.preadv can read.
+
+    Keeps, across epochs, the files' raw layouts, the pool of batch arrays,
+    and the next epoch's shuffle played ahead (`SimAhead`).
+    """
+
+    def __init__(self, source, plan, rank, shuffle_rng):
+        super().__init__(source, plan, rank, shuffle_rng)
+        self.layouts: dict = {}
+        self.pool = BatchPool()
+        self.ahead: SimAhead | None = None
+
+    def readable(self, files) -> bool:
+        """Whether every file in `files` can be read by os.preadv (layouts worked out once)."""
+        if not hasattr(self.source, "raw_layout"):
+            return False
+        for f in files:
+            if f not in self.layouts:
+                self.layouts[f] = self.source.raw_layout(f)
+            if self.layouts[f] is None:
+                return False
+        return True
+
+    def records(self, epoch: int) -> int:
+        """Records this rank reads in `epoch`."""
+        a, b = self.plan.rank_ranges(epoch, self.rank)
+        return int((b - a).sum())
+
+    def producer(self, work: EpochWork) -> DirectBatches | None:
+        runs = id_runs(work.restored, self.plan)  # the restored window is read first
+        starts = np.concatenate([runs[0], work.starts])
+        lens = np.concatenate([runs[1], work.stops - work.starts])
+        if not self.readable(np.unique(self.plan.locate(starts)[0]).tolist()):
+            return None
+        if self.ahead is None:
+            self.ahead = SimAhead(work.window, work.batch, self.records, self.shuffle_rng)
+        sim = self.ahead.take(work.epoch) if work.rng_words is None else None
+        if sim is None:
+            rng = self.shuffle_rng(work.epoch)
+            if work.rng_words is not None:
+                set_state_words(rng, work.rng_words)
+            sim = ShuffleSim(int(lens.sum()), work.window, work.batch, rng)
+        batches = DirectBatches(
+            source=self.source,
+            plan=self.plan,
+            layouts=self.layouts,
+            starts=starts,
+            lens=lens,
+            restored=len(work.restored),
+            window=work.window,
+            batch=work.batch,
+            budget=work.budget,
+            sim=sim,
+            stall_timeout=work.stall_timeout,
+            name=f"direct[rank {self.rank}]",
+            pool=self.pool,
+            num_threads=work.num_threads,
+            stats=work.stats,
+        )
+        batches.ahead = self.ahead.make(work.epoch + 1)
+        return batches

@@ -62,6 +62,7 @@ class EpochPlan:
         seed: int,
         world_size: int,
         batch_size: int,
+        *,
         remainder: str = "drop",
         block_size: int = 1024,
     ):

@@ -13,12 +13,15 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, OutOfRangeError
+from .producer import EpochWork
+from .ringread import FedRing, RingPath
 
 SLOTS = 2
 
@@ -155,10 +158,10 @@ class ProcessFeeder:
     the block's ring rows (in plan order) and copies it there.
     """
 
-    def __init__(self, procs, plan, ring, a, b, stats, coord, token, timeout=300.0):
-        self.procs, self.plan, self.ring = procs, plan, ring
-        self.a, self.b, self.stats, self.coord, self.token = a, b, stats, coord, token
-        self.timeout = timeout
+    def __init__(self, *, procs: list, plan, ring, work: EpochWork, token: int):
+        self.procs, self.plan, self.ring, self.token = procs, plan, ring, token
+        self.a, self.b, self.stats, self.coord = work.starts, work.stops, work.stats, work.coord
+        self.timeout = work.stall_timeout
         self.lock = threading.Lock()
 
     def functions(self) -> list:
@@ -179,8 +182,6 @@ class ProcessFeeder:
                 state["sent"] += 1
 
         def fn():
-            from ..errors import OutOfRangeError
-
             if state["done"] == len(mine):
                 raise OutOfRangeError("no more ranges for this reader")
             send_ahead()
@@ -201,6 +202,41 @@ class ProcessFeeder:
         self.ring.commit(i, a)
         with self.lock:
             self.stats.records_read += b - a
+
+
+def _close_all(procs) -> None:
+    for p in procs:
+        p.close()
+
+
+class ProcessPath(RingPath):
+    """The shuffle ring fed by `num_threads` reader processes (started once, kept until close)."""
+
+    def __init__(self, source, plan, rank, shuffle_rng):
+        super().__init__(source, plan, rank, shuffle_rng)
+        self.procs: list[ReaderProcess] = []
+        self.epochs_started = 0  # the token of each epoch's requests
+        self.finalizer = None
+
+    def producer(self, work: EpochWork) -> FedRing:
+        ring = self.new_ring(work)
+        if not self.procs:
+            block = self.plan.block_size
+            self.procs = [
+                ReaderProcess(self.source, block, self.rank) for _ in range(work.num_threads)
+            ]
+            self.finalizer = weakref.finalize(self, _close_all, self.procs)
+        self.epochs_started += 1
+        feeder = ProcessFeeder(
+            procs=self.procs, plan=self.plan, ring=ring, work=work, token=self.epochs_started
+        )
+        return FedRing(ring, feeder)
+
+    def close(self) -> None:
+        """Stop the reader processes."""
+        if self.finalizer is not None:
+            self.finalizer()
+        self.procs = []
 
 
 def child_main(argv) -> None:

@@ -9,13 +9,10 @@ from collections import deque
 import numpy as np
 
 from ..errors import CancelledError, DeadlineExceededError, OutOfRangeError
-from .stores import ArrayStore, ListStore, SlotStore, pad_elements
-
-
-def _as_list(x, k: int | None = None) -> list:
-    if isinstance(x, (list, tuple)) and (k is None or len(x) == k):
-        return list(x)
-    return [x]
+from ..rng import set_state_words
+from .elements import Components
+from .shuffle import PickFromOldest
+from .stores import ArrayStore, ListStore, SlotStore
 
 
 class QueueBase:
@@ -25,26 +22,20 @@ class QueueBase:
     k == 1) and returns a tuple of k numpy arrays (a bare array when k == 1).
     `timeout` (seconds) is the default deadline of every blocking call, like
     TF1's `operation_timeout_in_ms`; a call's own `timeout` overrides it.
+    Components of dtype str or bytes are stored whole, as Python objects
+    (`elements.Components`).
     """
 
-    def __init__(self, capacity: int, dtypes, shapes=None, timeout: float | None = None, name=None):
+    def __init__(
+        self, capacity: int, dtypes, shapes=None, *, timeout: float | None = None, name=None
+    ):
         if not isinstance(capacity, (int, np.integer)) or capacity < 1:
             raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
-        self._dtypes = [np.dtype(d) for d in _as_list(dtypes)]
-        k = len(self._dtypes)
-        if shapes is not None:
-            listed = (
-                isinstance(shapes, (list, tuple))
-                and len(shapes) == k
-                and all(isinstance(s, (list, tuple)) for s in shapes)
-            )
-            shapes = [tuple(s) for s in shapes] if listed else [tuple(shapes)] * (k == 1)
-            if len(shapes) != k:
-                raise ValueError(f"{k} dtypes but {len(shapes)} shapes")
-        self._shapes = shapes
+        self.name = name or type(self).__name__
+        self._elements = Components(dtypes, shapes, self.name)
+        self._dtypes, self._shapes = self._elements.dtypes, self._elements.shapes
         self._capacity = int(capacity)
         self._timeout = timeout
-        self.name = name or type(self).__name__
         lock = threading.RLock()
         self._cond = threading.Condition(lock)
         self._room_cond = threading.Condition(lock)  # wait_until_free, woken only when it fits
@@ -140,40 +131,15 @@ class QueueBase:
         return out[0] if len(self._dtypes) == 1 else out
 
     def _check(self, values, many: bool) -> list:
-        k = len(self._dtypes)
-        vals = [values] if k == 1 else list(values) if isinstance(values, (list, tuple)) else None
-        if vals is None or len(vals) != k:
-            got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
-            raise ValueError(f"{self.name}: expected a tuple of {k} components, got {got}")
-        cols = [self._convert(v, i) for i, v in enumerate(vals)]
-        for i, c in enumerate(cols):
-            shape = c.shape[1:] if many else c.shape
-            if many and c.ndim == 0:
-                raise ValueError(f"{self.name}: enqueue_many component {i} needs a batch axis")
-            if self._shapes is not None and not _shape_ok(shape, self._shapes[i]):
-                raise ValueError(
-                    f"{self.name}: component {i} expected shape {self._shapes[i]}, got {shape}"
-                )
-        if many and len({len(c) for c in cols}) > 1:
-            raise ValueError(f"{self.name}: batch sizes differ: {[len(c) for c in cols]}")
-        return cols
-
-    def _convert(self, v, i: int) -> np.ndarray:
-        want = self._dtypes[i]
-        a = np.asarray(v)
-        if a.dtype == want:
-            return a
-        rule = "safe" if isinstance(v, (np.ndarray, np.generic)) else "same_kind"
-        if not np.can_cast(a.dtype, want, rule):
-            raise ValueError(f"{self.name}: component {i} expected dtype {want}, got {a.dtype}")
-        return a.astype(want)
+        return self._elements.check(values, many)
 
     # --- blocking core --------------------------------------------------
     def _deadline(self, timeout):
         t = self._timeout if timeout is None else timeout
         return None if t is None else time.monotonic() + t
 
-    def _wait(self, ready, deadline, what: str) -> None:
+    def _wait(self, ready, deadline, what: str, why=None) -> None:
+        """Wait until ready(); past the deadline raise, adding `why()` to the message if given."""
         while not ready():
             if deadline is None:
                 self._cond.wait()
@@ -182,7 +148,7 @@ class QueueBase:
             if left <= 0:
                 raise DeadlineExceededError(
                     f"{self.name}.{what} timed out (size {self._store.count}, "
-                    f"capacity {self._capacity})"
+                    f"capacity {self._capacity}){why() if why else ''}"
                 )
             self._cond.wait(left)
 
@@ -214,11 +180,18 @@ class QueueBase:
         """Elements that must stay behind after an open-queue dequeue."""
         return 0
 
+    def _blocked(self, n: int) -> str:
+        """Why a dequeue of n still waits, for a timeout's message ("" when plain emptiness)."""
+        return ""
+
     def _take(self, n: int, up_to: bool, timeout, what: str) -> tuple:
         deadline = self._deadline(timeout)
         with self._cond:
             self._wait(
-                lambda: self._closed or self._store.count >= n + self._reserve(), deadline, what
+                lambda: self._closed or self._store.count >= n + self._reserve(),
+                deadline,
+                what,
+                why=lambda: self._blocked(n),
             )
             count = self._store.count
             if count < n:  # closed
@@ -237,12 +210,6 @@ class QueueBase:
 
     def _remove(self, n: int) -> tuple:
         return self._store.take_front(n)
-
-
-def _shape_ok(got: tuple, want: tuple) -> bool:
-    return len(got) == len(want) and all(
-        w is None or g == w for g, w in zip(got, want, strict=False)
-    )
 
 
 class FIFOQueue(QueueBase):
@@ -267,6 +234,7 @@ class RandomShuffleQueue(QueueBase):
         min_after_dequeue,
         dtypes,
         shapes=None,
+        *,
         seed=None,
         timeout=None,
         name=None,
@@ -276,37 +244,35 @@ class RandomShuffleQueue(QueueBase):
             raise ValueError(
                 f"min_after_dequeue must be in [0, capacity={capacity}), got {min_after_dequeue}"
             )
-        super().__init__(capacity, dtypes, shapes, timeout, name)
+        super().__init__(capacity, dtypes, shapes, timeout=timeout, name=name)
         self.min_after_dequeue = int(min_after_dequeue)
         self.pick_from_oldest = pick_from_oldest
         if isinstance(self._store, ArrayStore):
             self._store = SlotStore(self._capacity, self._dtypes, self._shapes)
-        self._rng = np.random.Generator(np.random.PCG64(seed))
+        window = self.min_after_dequeue if pick_from_oldest else None  # None: all
+        self._shuffle = PickFromOldest(window, np.random.Generator(np.random.PCG64(seed)))
         self._after_last_dequeue = 0
 
     def _reserve(self) -> int:
         return 0 if self._closed else self.min_after_dequeue
 
+    def _blocked(self, n: int) -> str:
+        if self._closed or self._store.count < n:
+            return ""
+        return (
+            f": min_after_dequeue={self.min_after_dequeue} keeps that many behind while the "
+            f"queue is open, so a dequeue of {n} needs {n + self.min_after_dequeue} elements "
+            f"and the queue holds {self._store.count}"
+        )
+
     def _remove(self, n: int) -> tuple:
         count = self._store.count
-        if self.pick_from_oldest:
-            count = min(count, self.min_after_dequeue + n)
-        pick = self._rng.choice(count, size=n, replace=False) if n else np.zeros(0, np.int64)
+        pick = self._shuffle.choose(count, n)
         out = self._store.take_at(pick, keep_order=self.pick_from_oldest)
-        self._after_last_dequeue = count - n
+        self._after_last_dequeue = self._shuffle.span(count, n) - n
         return out
 
-    def recycle_storage(self, old: RandomShuffleQueue) -> None:
-        """Take over the row buffers of a finished queue of the same layout (empty queue only)."""
-        with self._cond:
-            same = type(old._store) is type(self._store) is SlotStore and all(
-                a.shape == b.shape and a.dtype == b.dtype
-                for a, b in zip(old._store.bufs, self._store.bufs, strict=True)
-            )
-            if same and self._store.count == 0:
-                self._store.bufs, self._store.rows = old._store.bufs, old._store.rows
-
-    # --- checkpoint support (used by InputPipeline) ----------------------
+    # --- checkpoint support ----------------------------------------------
     def snapshot(self, component: int) -> tuple[np.ndarray, np.ndarray]:
         """(values of `component` right after the last dequeue, RNG state words).
 
@@ -315,7 +281,7 @@ class RandomShuffleQueue(QueueBase):
         """
         with self._cond:
             vals = self._store.column(component, self._after_last_dequeue)
-            return vals, rng_state_words(self._rng)
+            return vals, self._shuffle.words()
 
     def restore(self, values, rng_words: np.ndarray) -> None:
         """Fill an empty queue with `values` (storage order) and set the RNG."""
@@ -325,61 +291,4 @@ class RandomShuffleQueue(QueueBase):
             cols = self._check(values, many=True)
             self._store.append(cols, 0, len(cols[0]))
             self._after_last_dequeue = self._store.count
-            set_rng_state_words(self._rng, rng_words)
-
-
-def rng_state_words(rng: np.random.Generator) -> np.ndarray:
-    """A PCG64 generator's state as 6 uint64 words (storable in HDF5)."""
-    st = rng.bit_generator.state
-    mask = (1 << 64) - 1
-    s, inc = st["state"]["state"], st["state"]["inc"]
-    words = [s >> 64, s & mask, inc >> 64, inc & mask, st["has_uint32"], st["uinteger"]]
-    return np.array(words, dtype=np.uint64)
-
-
-def set_rng_state_words(rng: np.random.Generator, words) -> None:
-    w = [int(x) for x in np.asarray(words, dtype=np.uint64)]
-    rng.bit_generator.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]},
-        "has_uint32": w[4],
-        "uinteger": w[5],
-    }
-
-
-class PaddingFIFOQueue(QueueBase):
-    """FIFO whose batches pad None dimensions with zeros to the batch maximum.
-
-    With `return_lengths=True`, dequeue_many/dequeue_up_to also return, after
-    the k components, one int64 array (n, ndim) per component holding each
-    element's true shape; a mask is `arange(L) < lengths[:, j]`.
-    """
-
-    def __init__(
-        self, capacity, dtypes, shapes, timeout=None, name=None, return_lengths: bool = False
-    ):
-        if shapes is None:
-            raise ValueError("PaddingFIFOQueue needs shapes (None marks a padded dimension)")
-        super().__init__(capacity, dtypes, shapes, timeout, name)
-        self.return_lengths = return_lengths
-
-    def _make_store(self):
-        return ListStore(self._dtypes)
-
-    def dequeue_many(self, n, timeout=None):
-        return self._padded(self._take(self._check_n(n), False, timeout, "dequeue_many"))
-
-    def dequeue_up_to(self, n, timeout=None):
-        return self._padded(self._take(self._check_n(n), True, timeout, "dequeue_up_to"))
-
-    def _remove(self, n: int) -> tuple:
-        return self._store.take_front(n, assemble=False)
-
-    def dequeue(self, timeout=None):
-        elems = self._take(1, False, timeout, "dequeue")
-        return self._bare(elems[0])
-
-    def _padded(self, elems: list):
-        arrays, lengths = pad_elements(elems, self._dtypes, self._shapes)
-        out = tuple(arrays) + (tuple(lengths) if self.return_lengths else ())
-        return out[0] if len(out) == 1 else out
+            set_state_words(self._shuffle.rng, rng_words)

@@ -109,6 +109,8 @@ def _libc_preadv():
 
 #: libc's preadv through ctypes (which releases the GIL), or None where there is none.
 _PREADV = _libc_preadv()
+#: Whether preadv_rows can be used (else read with preadv_full and per-row memoryviews).
+LIBC_PREADV = _PREADV is not None
 
 
 def preadv_rows(fd: int, addrs: np.ndarray, row_bytes: int, offset: int) -> None:

@@ -25,18 +25,17 @@ class RecordKey:
 
 @dataclass
 class ReadStats:
-    """Counts of one reader (one epoch); `reduced(comm)` sums them over ranks."""
+    """Counts of one reader (one epoch); `reduced(guard)` sums them over ranks."""
 
     records: int = 0
     skipped: int = 0
     defaulted: int = 0
     quarantined: int = 0
 
-    def reduced(self, comm) -> dict:
-        """Sums over the ranks of `comm` (a collective)."""
+    def reduced(self, guard) -> dict:
+        """Sums over the ranks of `guard` (an hpcdist.guard.Guard; collective: every rank)."""
         mine = np.array([self.records, self.skipped, self.defaulted, self.quarantined], "i8")
-        total = np.zeros_like(mine)
-        comm.Allreduce(mine, total)
+        total = guard.allreduce(mine, op="sum", what="reader record counts")
         return dict(
             zip(("records", "skipped", "defaulted", "quarantined"), total.tolist(), strict=True)
         )
@@ -88,6 +87,7 @@ class CSVReader(Reader):
         self,
         paths,
         record_defaults,
+        *,
         skip_header_lines: int = 0,
         delimiter: str = ",",
         on_bad="raise",
@@ -173,6 +173,7 @@ class FixedLengthRecordReader(Reader):
         self,
         paths,
         record_bytes: int,
+        *,
         header_bytes: int = 0,
         dtype="u1",
         block: int = 4096,
@@ -244,7 +245,7 @@ def HDF5Reader(paths, features="features", labels="labels", block: int = 4096) -
     """Reader over HDF5 files' features and labels datasets, in chunked blocks."""
     from .sources import HDF5Source
 
-    return BlockReader(HDF5Source(paths, features, labels), block)
+    return BlockReader(HDF5Source(paths, features=features, labels=labels), block)
 
 
 def ArrayReader(features, labels, block: int = 4096) -> BlockReader:

@@ -7,8 +7,9 @@ import time
 
 import numpy as np
 
-from ..errors import CancelledError, DataError, OutOfRangeError
-from .queues import rng_state_words, set_rng_state_words
+from ..errors import CancelledError, DataError
+from ..rng import set_state_words
+from .shuffle import PickFromOldest
 
 FREE, LIVE, PENDING = 0, 1, 2
 
@@ -18,12 +19,11 @@ class ShuffleRing:
 
     Producers reserve block i (strictly in plan order, i = 0, 1, ...), read
     the block's rows straight into the returned ring segments, and commit it;
-    committed blocks become visible in plan order. `take(n)` picks n random
-    rows among the oldest `window + n` visible ones (all of them once the
-    producers are done), keeps the rest in arrival order, and gathers the
-    picked rows with one fancy index. The output is therefore a function of
-    the seed and the plan order only, never of thread timing (the
-    `pick_from_oldest` rule of RandomShuffleQueue).
+    committed blocks become visible in plan order. `take(n)` applies the
+    `shuffle.PickFromOldest` rule to the visible rows (waiting for `window +
+    n` of them until the producers are done) and gathers the picked rows
+    with one fancy index. The output is therefore a function of `rng` and
+    the plan order only, never of thread timing.
 
     At most `budget` rows are visible or being read. The ring holds
     `budget + 2 (window + batch)` rows: rows picked out leave holes; when the
@@ -34,7 +34,19 @@ class ShuffleRing:
     DataError naming what was awaited; producer waits end on `close`.
     """
 
-    def __init__(self, window, batch, budget, shape, dtypes, seed, stall_timeout, name, old=None):
+    def __init__(
+        self,
+        *,
+        window: int,
+        batch: int,
+        budget: int,
+        shape: tuple,
+        dtypes: tuple,
+        rng: np.random.Generator,
+        stall_timeout: float,
+        name: str,
+        old: ShuffleRing | None = None,
+    ):
         self.window, self.batch, self.budget = int(window), int(batch), int(budget)
         self.capacity = self.budget + 2 * (self.window + self.batch)
         self.stall_timeout, self.name = stall_timeout, name
@@ -51,9 +63,10 @@ class ShuffleRing:
         self.finished = self.cancelled = False
         self.after_last = 0
         self.moved = 0  # rows moved to the head (reclaim cost)
-        self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.cond = threading.Condition(threading.Lock())
-        self.room = threading.Condition(self.cond._lock)  # woken only when room_need fits
+        self.rule = PickFromOldest(self.window, rng)
+        lock = threading.Lock()
+        self.cond = threading.Condition(lock)
+        self.room = threading.Condition(lock)  # woken only when room_need fits
         self.room_need = 0  # rows the turn holder waits room for (one waiter: the turn)
 
     def _alloc(self, shape, dtypes, old) -> None:
@@ -183,17 +196,11 @@ class ShuffleRing:
                 self.cond.wait(left)
             if self.cancelled:
                 raise CancelledError(f"{self.name}: stopped")
-            window = min(self.count, self.window + n)
-            n = min(n, window)
+            phys, span, self.count = self.rule.take(self.order, self.count, n)
+            n = len(phys)
             if n == 0:
                 return None
-            pick = self.rng.choice(window, size=n, replace=False)
-            phys = self.order[pick]
-            keep = np.ones(self.count, bool)
-            keep[pick] = False
-            self.order[: self.count - n] = self.order[: self.count][keep]
-            self.count -= n
-            self.after_last = window - n
+            self.after_last = span - n
             x = np.take(self.xrows, phys).view(self.x.dtype).reshape(n, *self.x.shape[1:])
             self.status[phys] = FREE  # gathered under the lock: no reader can overwrite them
             if self.room_need and self._fits():
@@ -212,7 +219,7 @@ class ShuffleRing:
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """(global ids left in the window after the last take, oldest first; RNG words)."""
         with self.cond:
-            return self.ids[self.order[: self.after_last]].copy(), rng_state_words(self.rng)
+            return self.ids[self.order[: self.after_last]].copy(), self.rule.words()
 
     def restore(self, x, y, ids, rng_words) -> None:
         """Fill an empty ring with records (oldest first) and set the RNG."""
@@ -224,33 +231,4 @@ class ShuffleRing:
             self.status[:k] = LIVE
             self.order[:k] = np.arange(k)
             self.count = self.after_last = self.head = k
-            set_rng_state_words(self.rng, rng_words)
-
-
-class RingFeeder:
-    """Reads this rank's ranges in threads straight into the shuffle ring, in plan order."""
-
-    def __init__(self, source, plan, ring, a, b, num_threads, stats):
-        self.source, self.plan, self.ring = source, plan, ring
-        self.a, self.b, self.stats = a, b, stats
-        self.num_threads = num_threads
-        self.lock = threading.Lock()
-        self.blocks = iter(range(len(a)))
-
-    def functions(self) -> list:
-        return [self._piece] * self.num_threads
-
-    def _piece(self) -> None:
-        with self.lock:
-            i = next(self.blocks, None)
-        if i is None:
-            raise OutOfRangeError("no more ranges for this reader")
-        a, b = int(self.a[i]), int(self.b[i])
-        f, row = self.plan.locate(np.array([a]))
-        f, lo = int(f[0]), int(row[0])
-        for s0, s1 in self.ring.reserve(i, b - a):
-            self.source.read_into(f, lo, lo + s1 - s0, self.ring.x[s0:s1], self.ring.y[s0:s1])
-            lo += s1 - s0
-        self.ring.commit(i, a)
-        with self.lock:
-            self.stats.records_read += b - a
+            set_state_words(self.rule.rng, rng_words)

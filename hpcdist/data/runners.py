@@ -101,6 +101,14 @@ class QueueRunner:
         )
         if not fns:
             raise ValueError("QueueRunner needs at least one enqueue function")
+        for i, fn in enumerate(fns):
+            if not callable(fn):
+                raise TypeError(
+                    f"QueueRunner needs an enqueue function (called with no arguments, over "
+                    f"and over), got {type(fn).__name__} {fn!r}"
+                    + (f" as function {i}" if len(fns) > 1 else "")
+                    + ("; pass `lambda: q.enqueue(x)`, not `q.enqueue(x)`" if fn is None else "")
+                )
         self.queue = queue
         self._fns = fns
         self._lock = threading.Lock()
@@ -110,7 +118,14 @@ class QueueRunner:
     def create_threads(
         self, coord: Coordinator | None = None, daemon: bool = True, start: bool = True
     ) -> list[threading.Thread]:
-        """One thread per enqueue function, plus one that cancels the queue on a stop."""
+        """Start (with start=True) one thread per enqueue function, plus one that cancels the queue.
+
+        `coord`: the Coordinator that stops the threads and collects their
+        exceptions (a new one when None); `daemon`: whether the threads are
+        daemon threads; `start`: start them now (else call `.start()` on
+        each). Returns every thread made, the canceller last; each is
+        registered with `coord`, so `coord.join(threads)` waits for them.
+        """
         coord = coord or Coordinator()
         self._running = len(self._fns)
         threads = [

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from .queues import rng_state_words
+from .shuffle import PickFromOldest
 
 
 class ShuffleSim:
@@ -14,15 +15,15 @@ class ShuffleSim:
 
     Records are stream positions 0 .. m-1 in plan order (records restored
     into the window first). Each take tops the window up to `window + batch`
-    records (fewer at the end), picks min(batch, window) of them with the
-    ring's exact RNG call, and keeps the rest in arrival order. `advance`
-    returns, per take, (positions picked in slot order, stream position
-    read so far, window size).
+    records (fewer at the end) and applies the `PickFromOldest` rule, as the
+    ring does. `advance` returns, per take, (positions picked in slot order,
+    stream position read so far, window size).
     """
 
     def __init__(self, m: int, window: int, batch: int, rng: np.random.Generator):
-        self.m, self.window, self.batch, self.rng = int(m), int(window), int(batch), rng
-        self.words0 = rng_state_words(rng)
+        self.m, self.window, self.batch = int(m), int(window), int(batch)
+        self.rule = PickFromOldest(self.window, rng)
+        self.words0 = self.rule.words()
         self.q = np.empty(self.window + self.batch, np.int64)
         self.cnt = self.pos = 0
         self.done = False
@@ -35,32 +36,37 @@ class ShuffleSim:
             add = min(full - self.cnt, self.m - self.pos)
             self.q[self.cnt : self.cnt + add] = np.arange(self.pos, self.pos + add)
             self.cnt, self.pos = self.cnt + add, self.pos + add
-            k = min(self.batch, self.cnt)
-            if k == 0:
+            if self.cnt == 0:
                 self.done = True
                 break
-            pick = self.rng.choice(self.cnt, size=k, replace=False)
-            new.append((self.q[pick], self.pos, self.cnt))
-            keep = np.ones(self.cnt, bool)
-            keep[pick] = False
-            self.q[: self.cnt - k] = self.q[: self.cnt][keep]
-            self.cnt -= k
+            got, span, self.cnt = self.rule.take(self.q, self.cnt, self.batch)
+            new.append((got, self.pos, span))
             if gentle:
                 time.sleep(0)
         return new
 
 
 class SimAhead:
-    """The next epoch's shuffle, played by this epoch's simulation thread once it is idle."""
+    """The next epoch's shuffle, played by this epoch's simulation thread once it is idle.
 
-    def __init__(self, pipe):
-        self.pipe, self.epoch, self.sim = pipe, None, None
+    `records(epoch)` is how many records this rank reads in `epoch`;
+    `rng(epoch)` the generator of its shuffle.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        batch: int,
+        records: Callable[[int], int],
+        rng: Callable[[int], np.random.Generator],
+    ):
+        self.window, self.batch, self.records, self.rng = window, batch, records, rng
+        self.epoch, self.sim = None, None
 
     def make(self, epoch: int) -> ShuffleSim:
-        p = self.pipe
-        a, b = p.plan.rank_ranges(epoch, p.rank)
-        m = int((b - a).sum())
-        self.epoch, self.sim = epoch, ShuffleSim(m, p.shuffle_buffer, p.batch_size, p._rng(epoch))
+        """A fresh simulation of `epoch`, kept for `take`."""
+        m = self.records(epoch)
+        self.epoch, self.sim = epoch, ShuffleSim(m, self.window, self.batch, self.rng(epoch))
         return self.sim
 
     def take(self, epoch: int) -> ShuffleSim | None:

@@ -37,9 +37,6 @@ class RecordSource:
     feature_dtype: np.dtype
     label_dtype: np.dtype
 
-    #: Read in child processes (True where a library lock would serialize threads).
-    use_processes = False
-
     def read(self, file_index: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
@@ -108,6 +105,7 @@ class HDF5Source(RecordSource):
     def __init__(
         self,
         paths,
+        *,
         features: str = "features",
         labels: str = "labels",
         rdcc_nbytes: int | None = None,
@@ -175,8 +173,6 @@ class HDF5Source(RecordSource):
                 f"{self.paths[file_index]}: reading records {start}..{stop} failed ({ex}) "
                 f"[rank {_rank()}]"
             ) from ex
-
-    use_processes = True  # h5py's global lock serializes reading threads
 
     def _raw_rows(self, i: int, x, y) -> tuple:
         """(RawRows or None for features, for labels) of file i, worked out once."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .shuffle import drop_picked
+
 
 def _fill_plan(sel: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """After removing positions `sel` of [0, count): (holes below the new end, tail to move)."""
@@ -67,7 +69,12 @@ class ArrayStore:
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
-    """View each row of a C-contiguous array as one opaque item (fast take/put)."""
+    """View each row of a C-contiguous array as one opaque item (fast take/put).
+
+    Arrays of Python objects (text) cannot be viewed as bytes: they are used as they are.
+    """
+    if a.dtype.hasobject:
+        return a
     n = len(a)
     width = a.itemsize * (a.size // n if n else 0)
     if width == 0:
@@ -101,6 +108,8 @@ class SlotStore:
         for buf, rows, col in zip(self.bufs, self.rows, cols, strict=True):
             if run:
                 buf[phys[0] : phys[0] + m] = col[a:b]
+            elif buf.dtype.hasobject:
+                buf[phys] = col[a:b]
             else:
                 np.put(rows, phys, _rows(np.asarray(col[a:b], dtype=buf.dtype)))
         self.slot_of[self.count : self.count + m] = phys
@@ -109,13 +118,11 @@ class SlotStore:
     def take_at(self, sel: np.ndarray, keep_order: bool = False) -> tuple:
         phys = self.slot_of[sel]
         out = tuple(
-            np.take(rows, phys).view(buf.dtype).reshape(len(sel), *buf.shape[1:])
+            np.take(rows, phys, axis=0).view(buf.dtype).reshape(len(sel), *buf.shape[1:])
             for buf, rows in zip(self.bufs, self.rows, strict=True)
         )
         if keep_order:
-            keep = np.ones(self.count, dtype=bool)
-            keep[sel] = False
-            self.slot_of[: self.count - len(sel)] = self.slot_of[: self.count][keep]
+            drop_picked(self.slot_of, self.count, sel)
         else:
             holes, tail = _fill_plan(sel, self.count)
             self.slot_of[holes] = self.slot_of[tail]
@@ -141,7 +148,7 @@ class ListStore:
 
     def append(self, cols, a: int, b: int) -> None:
         for j in range(a, b):
-            self.items.append(tuple(np.array(c[j]) for c in cols))
+            self.items.append(tuple(np.array(c[j], dtype=c.dtype) for c in cols))
 
     def _assemble(self, elems: list) -> tuple:
         out = []
@@ -162,8 +169,9 @@ class ListStore:
     def take_at(self, sel: np.ndarray, keep_order: bool = False) -> tuple:
         elems = [self.items[i] for i in sel]
         if keep_order:
-            drop = set(np.asarray(sel).tolist())
-            self.items = [e for i, e in enumerate(self.items) if i not in drop]
+            order = np.arange(self.count)
+            left = drop_picked(order, self.count, np.asarray(sel, np.int64))
+            self.items = [self.items[i] for i in order[:left].tolist()]
             return self._assemble(elems)
         holes, tail = _fill_plan(np.asarray(sel), self.count)
         for h, t in zip(holes, tail, strict=True):
@@ -173,23 +181,3 @@ class ListStore:
 
     def column(self, i: int, count: int) -> np.ndarray:
         return np.stack([e[i] for e in self.items[:count]]) if count else np.zeros(0)
-
-
-def pad_elements(elems: list, dtypes, shapes) -> tuple[list, list]:
-    """Batch elements, padding None dimensions with zeros to the batch maximum.
-
-    Returns (arrays, lengths): lengths[i] is an int64 (n, ndim) array of each
-    element's true shape in component i.
-    """
-    arrays, lengths = [], []
-    for i, (d, s) in enumerate(zip(dtypes, shapes, strict=True)):
-        parts = [e[i] for e in elems]
-        true = np.array([p.shape for p in parts], dtype=np.int64).reshape(len(parts), len(s))
-        top = true.max(axis=0) if len(parts) else np.zeros(len(s), np.int64)
-        full = tuple(int(t) if w is None else w for t, w in zip(top, s, strict=True))
-        out = np.zeros((len(parts), *full), dtype=d)
-        for j, p in enumerate(parts):
-            out[(j, *(slice(0, n) for n in p.shape))] = p
-        arrays.append(out)
-        lengths.append(true)
-    return arrays, lengths

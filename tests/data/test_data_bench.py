@@ -1,4 +1,4 @@
-"""The reader benchmark runs end to end on tiny shards and reports both rates."""
+"""The reader benchmark runs end to end on tiny shards and reports raw and each path's rate."""
 
 import pytest
 
@@ -22,8 +22,11 @@ def test_reader_benchmark_smoke(comm, capsys):
         "128",
         "--repeat",
         "1",
+        "--readers",
+        "direct,ring",
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
     if comm.rank == 0:
         assert "raw" in out and "pipeline" in out and "ratio" in out
+        assert "readers=direct (read path direct)" in out and "readers=ring" in out

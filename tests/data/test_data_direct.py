@@ -6,7 +6,7 @@ from test_data_pipeline import make_shards
 from test_data_ring import reference
 
 from hpcdist.data import HDF5Source, InputPipeline
-from hpcdist.data.direct import BatchPool, DirectBatches
+from hpcdist.data.batchpool import BatchPool
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_direct_batches_match_the_serial_model(comm, shards, remainder):
         want = reference(blocks, window, batch, [5, epoch, comm.rank, 0x5B0F])
         got = []
         for out in pipe.epoch(epoch):
-            assert isinstance(pipe._live["queue"], DirectBatches)
+            assert pipe.read_path == "direct"
             x, y = out[0], out[1]
             real = len(y) if remainder == "drop" else int(out[2].sum())
             np.testing.assert_array_equal(x[:real, 0], y[:real].astype(np.float32))

@@ -5,8 +5,12 @@ import threading
 import h5py
 import numpy as np
 import pytest
+from mpi4py import MPI
 
 from hpcdist.data import ArraySource, EpochPlan, HDF5Source, InputPipeline, write_manifest
+from hpcdist.data.producer import READ_PATHS
+from hpcdist.errors import DataError
+from hpcdist.guard import Guard
 
 COUNTS = (1001, 17)
 BATCH = 8
@@ -91,7 +95,7 @@ def test_pad_covers_every_record_once_with_mask(comm, shards):
     assert len(set(comm.allgather(n))) == 1
     everyone = np.concatenate(comm.allgather(np.concatenate(real)))
     assert sorted(everyone.tolist()) == list(range(sum(COUNTS)))
-    assert pipe.stats.reduced()["records_read"] == sum(COUNTS)
+    assert pipe.stats.reduced(Guard(comm, name="test"))["records_read"] == sum(COUNTS)
 
 
 @pytest.mark.mpi
@@ -122,10 +126,11 @@ def test_abandoned_iterator_stops_threads():
     src = ArraySource(np.zeros((5000, 4), np.float32), np.arange(5000))
     before = threading.active_count()
     pipe = InputPipeline(src, 16, shuffle_buffer=100, num_threads=3)
-    for i, _ in enumerate(pipe.epoch(0)):
+    it = pipe.epoch(0)
+    for i, _ in enumerate(it):
         if i == 3:
             break
-    pipe._active.close()
+    it.close()
     assert threading.active_count() == before
 
 
@@ -155,21 +160,58 @@ def test_plan_shares_by_records_when_files_are_fewer_than_ranks():
         EpochPlan([5], seed=0, world_size=4, batch_size=2)
 
 
+def path_pipeline(shards, comm, readers):
+    return InputPipeline(
+        HDF5Source(str(shards)),
+        BATCH,
+        seed=2,
+        comm=comm,
+        shuffle_buffer=20,
+        block_size=64,
+        readers=readers,
+        num_threads=2,
+    )
+
+
 @pytest.mark.mpi
-def test_reader_processes_and_threads_give_identical_batches(comm, shards):
-    runs = []
-    for readers in ("processes", "threads"):
-        pipe = InputPipeline(
-            HDF5Source(str(shards)),
-            BATCH,
-            seed=2,
-            comm=comm,
-            shuffle_buffer=20,
-            block_size=64,
-            readers=readers,
-            num_threads=2,
-        )
-        runs.append(epoch_labels(pipe, 0) + epoch_labels(pipe, 1))
+def test_every_read_path_gives_identical_batches_and_resumes_the_others(comm, shards):
+    """Holds the read paths equivalent: the same batches for the same seed, and a state taken
+    on one path continues exactly on any other (same window ids, same RNG words)."""
+    runs = {}
+    for readers in READ_PATHS:
+        pipe = path_pipeline(shards, comm, readers)
+        runs[readers] = epoch_labels(pipe, 0) + epoch_labels(pipe, 1)
+        assert pipe.read_path == readers
         pipe.close()
-    for a, b in zip(*runs, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for readers, got in runs.items():
+        assert len(got) == len(runs["direct"]), readers
+        for a, b in zip(got, runs["direct"], strict=True):
+            np.testing.assert_array_equal(a, b)
+    k, steps = 5, len(runs["direct"]) // 2
+    for first, then in (("direct", "ring"), ("ring", "processes"), ("processes", "direct")):
+        pipe = path_pipeline(shards, comm, first)
+        it = pipe.epoch(1)
+        for _ in range(k):
+            next(it)
+        state = pipe.state_dict()
+        it.close()
+        pipe.close()
+        resumed = path_pipeline(shards, comm, then)
+        resumed.load_state_dict(state)
+        rest = epoch_labels(resumed, 1)
+        resumed.close()
+        assert len(rest) == steps - k
+        for a, b in zip(rest, runs["direct"][steps + k :], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_auto_reads_other_sources_through_the_ring_and_direct_refuses_them():
+    src = ArraySource(np.arange(200, dtype=np.float32)[:, None], np.arange(200))
+    auto = InputPipeline(src, 10, comm=MPI.COMM_SELF, shuffle_buffer=20, block_size=50)
+    got = epoch_labels(auto, 0)
+    assert auto.read_path == "ring" and sorted(np.concatenate(got).tolist()) == list(range(200))
+    direct = InputPipeline(src, 10, comm=MPI.COMM_SELF, shuffle_buffer=20, readers="direct")
+    with pytest.raises(DataError, match="readers='direct' cannot read"):
+        next(direct.epoch(0))
+    with pytest.raises(ValueError, match="readers must be one of"):
+        InputPipeline(src, 10, comm=MPI.COMM_SELF, readers="fast")

@@ -7,7 +7,7 @@ import pytest
 
 from hpcdist.data import rawh5
 
-pytestmark = pytest.mark.skipif(rawh5._PREADV is None, reason="libc has no preadv")
+pytestmark = pytest.mark.skipif(not rawh5.LIBC_PREADV, reason="libc has no preadv")
 
 
 def test_rows_land_at_their_addresses(tmp_path):

@@ -320,3 +320,59 @@ def test_wait_until_free_blocks_until_the_block_fits():
     assert not t.is_alive() and "error" not in box
     with pytest.raises(DeadlineExceededError):
         q.wait_until_free(10, timeout=0.05)
+
+
+TEXT_QUEUES = {
+    "fifo": lambda d, s: FIFOQueue(10, dtypes=d, shapes=s),
+    "shuffle": lambda d, s: RandomShuffleQueue(10, 0, dtypes=d, shapes=s, seed=0),
+    "oldest": lambda d, s: RandomShuffleQueue(10, 1, d, s, seed=0, pick_from_oldest=True),
+    "padding": lambda d, s: PaddingFIFOQueue(10, dtypes=d, shapes=s),
+}
+WORDS = {str: ["hello", "", "a much longer string", "é"], bytes: [b"hello\x00", b"", b"xyz" * 9]}
+
+
+@pytest.mark.parametrize("make", TEXT_QUEUES.values(), ids=TEXT_QUEUES.keys())
+@pytest.mark.parametrize("dtype", [str, bytes, "U4", "S2"])
+def test_text_components_are_stored_whole(make, dtype):
+    """Catches a queue of strings built the TF1 way (dtypes=[str], shapes=[()]) that cut
+    every element to one character (numpy's fixed-width "U1" storage; "U4" to four)."""
+    kind = bytes if np.dtype(dtype).kind == "S" else str
+    words = WORDS[kind]
+    q = make([dtype], [()])
+    for w in words:
+        q.enqueue(w)
+    q.close()  # closed: min_after_dequeue no longer holds elements back
+    got = q.dequeue_many(len(words))
+    assert got.dtype == object and sorted(got.tolist()) == sorted(words)
+    assert all(type(w) is kind for w in got)
+    two = make([np.float32, dtype], [(2,), ()])  # enqueue_many, next to a numeric component
+    two.enqueue_many((np.arange(2 * len(words), dtype=np.float32).reshape(-1, 2), words))
+    two.close()
+    x, y = two.dequeue_many(len(words))
+    assert [words[int(r[0]) // 2] for r in x] == y.tolist()  # rows stay paired
+
+
+def test_text_components_refuse_other_types_and_pad_with_empty_strings():
+    with pytest.raises(ValueError, match="expected str elements, got int"):
+        FIFOQueue(3, [str], [()]).enqueue(5)
+    with pytest.raises(ValueError, match="expected bytes elements, got str"):
+        FIFOQueue(3, [bytes], [()]).enqueue("text")
+    q = PaddingFIFOQueue(4, [str], [(None,)], return_lengths=True)
+    q.enqueue(["ab", "cde"])
+    q.enqueue(["x"])
+    words, lengths = q.dequeue_many(2)
+    assert words.tolist() == [["ab", "cde"], ["x", ""]] and lengths.tolist() == [[2], [1]]
+
+
+def test_shuffle_queue_timeout_held_by_min_after_dequeue_says_so():
+    """Catches a DeadlineExceededError that gives only size and capacity when the dequeue
+    waited because min_after_dequeue holds elements back (it must name the rule and counts)."""
+    q = RandomShuffleQueue(10, 5, np.int64, (), seed=0)
+    q.enqueue_many(np.arange(6))
+    with pytest.raises(
+        DeadlineExceededError, match=r"min_after_dequeue=5 .* dequeue of 3 needs 8 .* holds 6"
+    ):
+        q.dequeue_many(3, timeout=0.05)
+    with pytest.raises(DeadlineExceededError) as empty:  # too few for n itself: no such claim
+        RandomShuffleQueue(10, 5, np.int64, ()).dequeue(timeout=0.01)
+    assert "min_after_dequeue" not in str(empty.value)

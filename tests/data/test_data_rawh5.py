@@ -21,6 +21,6 @@ def test_raw_reads_match_h5py(tmp_path, kw):
         src.read_into(0, a, b, ox, oy)
         np.testing.assert_array_equal(ox, x[a:b])  # reference: the array written
         np.testing.assert_array_equal(oy, np.arange(a, b) * 3)
-    raw = src._raw[0][1]
+    raw = src.raw_layout(0)
     assert (raw is None) == ("compression" in kw)  # filtered data goes through h5py
     src.close()

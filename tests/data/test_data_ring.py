@@ -27,8 +27,16 @@ def test_ring_matches_the_model_under_concurrent_readers():
     sizes = [5, 9, 1, 13, 7, 4] * 9
     starts = np.cumsum([0, *sizes[:-1]]).tolist()
     blocks = [list(range(a, a + m)) for a, m in zip(starts, sizes, strict=True)]
-    seed = np.random.SeedSequence(3)
-    ring = ShuffleRing(11, 4, 11 + 4 + 13, (2,), (np.float32, np.int64), seed, 30, "t")
+    ring = ShuffleRing(
+        window=11,
+        batch=4,
+        budget=11 + 4 + 13,
+        shape=(2,),
+        dtypes=(np.float32, np.int64),
+        rng=np.random.Generator(np.random.PCG64(np.random.SeedSequence(3))),
+        stall_timeout=30,
+        name="t",
+    )
     it, lock = iter(range(len(blocks))), threading.Lock()
 
     def reader():

@@ -92,3 +92,13 @@ def test_coordinator_stop_on_exception_and_grace_period():
     assert time.monotonic() - start < 2
     release.set()
     t.join(2)
+
+
+def test_runner_refuses_what_is_not_an_enqueue_function_at_once():
+    """Catches a QueueRunner that takes a non-callable (the None `q.enqueue(1.0)` returns) and
+    fails only at coord.join with "'NoneType' object is not callable"."""
+    q = FIFOQueue(4, np.float32, ())
+    with pytest.raises(TypeError, match=r"needs an enqueue function .* got NoneType None.*lambda"):
+        QueueRunner(q, q.enqueue(1.0))
+    with pytest.raises(TypeError, match=r"got float 2.0 as function 1"):
+        QueueRunner(q, [lambda: None, 2.0])

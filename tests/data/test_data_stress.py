@@ -1,4 +1,4 @@
-"""Stress: many epochs, odd sizes, random consumer sleeps, both reader kinds; a hang fails."""
+"""Stress: many epochs, odd sizes, random consumer sleeps, every read path; a hang fails."""
 
 import subprocess
 import sys
@@ -64,9 +64,9 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.launcher  # a child job of its own: world size 1 only
-@pytest.mark.parametrize("readers", ["threads", "processes"])
+@pytest.mark.parametrize("readers", ["auto", "ring", "processes"])
 def test_many_epochs_odd_sizes_random_sleeps_never_hang(tmp_path, readers):
-    epochs = 12 if readers == "threads" else 6
+    epochs = {"auto": 12, "ring": 4, "processes": 6}[readers]
     try:
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(tmp_path), readers, str(epochs)],
