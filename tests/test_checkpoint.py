@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from hpcdist import checkpoint as ck
+from hpcdist import ckptfile
 from hpcdist.checkpoint import CheckpointManager, CheckpointWarning, expected_spec, load_checkpoint
 from hpcdist.errors import CheckpointError
 
@@ -57,7 +57,7 @@ def test_round_trip_is_bitwise(mgr):
 def test_file_layout_is_plain_hdf5(mgr):
     path = mgr.save(3, 0, make_state(1), {"a": 1})
     with h5py.File(path, "r") as f:
-        assert f.attrs["complete"] == 1 and f.attrs["format_version"] == ck.FORMAT_VERSION
+        assert f.attrs["complete"] == 1 and f.attrs["format_version"] == ckptfile.FORMAT_VERSION
         assert f.attrs["world_size"] == 1 and f.attrs["step"] == 3
         assert "params/w" in f and "ranks/0/rng/state" in f and "rng" not in f
 
@@ -83,7 +83,7 @@ def test_save_below_newest_keeps_the_new_file(mgr):
 def test_failure_mid_write_leaves_previous_whole(mgr, monkeypatch):
     first = make_state(1)
     mgr.save(1, 0, first)
-    real, calls = ck._write_dataset, []
+    real, calls = ckptfile._write_dataset, []
 
     def failing(f, key, a, manifest):
         calls.append(key)
@@ -91,7 +91,7 @@ def test_failure_mid_write_leaves_previous_whole(mgr, monkeypatch):
             raise OSError(28, "No space left on device (injected)")
         real(f, key, a, manifest)
 
-    monkeypatch.setattr(ck, "_write_dataset", failing)
+    monkeypatch.setattr(ckptfile, "_write_dataset", failing)
     with pytest.raises(OSError, match="No space left"):
         mgr.save(2, 0, make_state(2))
     assert len(calls) == 3
@@ -159,11 +159,69 @@ def test_mismatched_shapes_and_dtypes_are_refused(mgr):
 
 
 def test_other_world_size_is_refused(tmp_path):
-    path = CheckpointManager(tmp_path, comm=MPI.COMM_SELF).save(1, 0, make_state(1))
-    with h5py.File(path, "r+") as f:
-        f.attrs["world_size"] = 4  # as if written by a 4-rank job
+    path = tmp_path / "ckpt-0000000001.h5"
+    ckptfile.write_file(path, 1, 0, 4, {}, [("", make_state(1))])  # as a 4-rank job writes it
     with pytest.raises(CheckpointError, match=r"written by 4 ranks, this job has 1"):
         load_checkpoint(path, world_size=1)
+
+
+def _edit_meta(path, edit):
+    with h5py.File(path, "r+") as f:
+        f.attrs["meta"] = edit(f.attrs["meta"])
+
+
+def test_corrupt_meta_is_refused_and_previous_used(mgr):
+    """Planted bug: meta outside the checksum (a garbled byte gave a bare JSONDecodeError)."""
+    mgr.save(1, 0, make_state(1), {"momentum": 0.9})
+    newest = mgr.save(2, 0, make_state(2), {"momentum": 0.9})
+    _edit_meta(newest, lambda m: m[:3] + "\x07" + m[4:])
+    with pytest.warns(CheckpointWarning, match=f"refused checkpoint {newest}.*checksum"):
+        assert mgr.restore().step == 1
+    with pytest.raises(CheckpointError, match=str(newest)):
+        load_checkpoint(newest)
+
+
+def test_changed_digit_in_meta_fails_the_checksum(mgr):
+    """Planted bug: meta not covered by any checksum (momentum 0.9 -> 0.1 was accepted)."""
+    path = mgr.save(1, 0, make_state(1), {"optimizer": {"momentum": 0.9}})
+    _edit_meta(path, lambda m: m.replace("0.9", "0.1"))
+    with pytest.raises(CheckpointError, match="attributes fail their checksum"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("key", ["meta", "step"])
+def test_attribute_of_the_wrong_kind_is_a_checkpoint_error(mgr, key):
+    """A pickle (opaque bytes) in an attribute gave TypeError instead of CheckpointError."""
+    import pickle
+
+    path = mgr.save(1, 0, make_state(1), {"a": 1})
+    with h5py.File(path, "r+") as f:
+        f.attrs[key] = np.void(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match=f"attribute '{key}' is void"):
+        load_checkpoint(path)
+
+
+def test_shards_join_into_whole_arrays(mgr):
+    w = np.arange(12, dtype=np.float32).reshape(4, 3)
+    shards = [
+        ckptfile.Shard("params", "w", (4, 3), ((0, 4), (0, 2)), w[:, :2]),
+        ckptfile.Shard("params", "w", (4, 3), ((0, 4), (2, 3)), w[:, 2:]),
+        ckptfile.Shard("optimizer", "v.0", (5,), ((0, 5),), np.ones(5)),
+    ]
+    mgr.save(1, 0, {"rng": {"s": np.zeros(2)}}, shards=shards)
+    got = mgr.restore().arrays
+    np.testing.assert_array_equal(got["params"]["w"], w)
+    np.testing.assert_array_equal(got["optimizer"]["v.0"], np.ones(5))
+
+
+def test_shards_with_a_gap_or_overlap_are_refused(mgr):
+    gap = [ckptfile.Shard("params", "w", (4,), ((0, 3),), np.zeros(3, np.float32))]
+    with pytest.raises(CheckpointError, match=r"params/w \(4,\) cover 1 element"):
+        mgr.save(1, 0, {}, shards=gap)
+    twice = gap + [ckptfile.Shard("params", "w", (4,), ((2, 4),), np.zeros(2, np.float32))]
+    with pytest.raises(CheckpointError, match="cover 1 element"):
+        mgr.save(1, 0, {}, shards=twice)
+    assert mgr.local_steps() == []
 
 
 def test_empty_directory_restores_nothing(mgr):
@@ -231,7 +289,7 @@ def test_multi_rank_save_failure_reaches_every_rank(comm, mpi_tmp_path, monkeypa
     def failing(*args):
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr(ck, "_write_dataset", failing)
+    monkeypatch.setattr(ckptfile, "_write_dataset", failing)
     with pytest.raises(OSError, match="No space left"):
         mgr.save(2, 0, make_state(2, comm.rank))
     comm.Barrier()
