@@ -85,12 +85,24 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return records
 
 
-def write_summary(run_dir: str | os.PathLike, summary: Mapping) -> Path:
-    """Write <run_dir>/summary.json atomically (temp file, fsync, rename); returns its path."""
-    path = Path(run_dir) / SUMMARY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(dict(summary), indent=2, sort_keys=True, default=_jsonable) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".summary-", suffix=".tmp", dir=path.parent)
+def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int) -> int:
+    """Keep only the records of epochs <= last_epoch in metrics.jsonl (atomic); returns how many
+    were dropped. A run resumed from epoch k then logs epoch k + 1 once, not twice."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return 0
+    records = read_metrics(run_dir)
+    kept = [r for r in records if not isinstance(r.get("epoch"), int) or r["epoch"] <= last_epoch]
+    if len(kept) == len(records) and path.read_text(encoding="utf-8").endswith("\n"):
+        return 0
+    text = "".join(json.dumps(r, default=_jsonable) + "\n" for r in kept)
+    _replace_text(path, text)
+    return len(records) - len(kept)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write `text` to a new file beside `path`, fsync it, rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -100,6 +112,14 @@ def write_summary(run_dir: str | os.PathLike, summary: Mapping) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_summary(run_dir: str | os.PathLike, summary: Mapping) -> Path:
+    """Write <run_dir>/summary.json atomically (temp file, fsync, rename); returns its path."""
+    path = Path(run_dir) / SUMMARY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(dict(summary), indent=2, sort_keys=True, default=_jsonable)
+    _replace_text(path, text + "\n")
     return path
 
 
@@ -244,3 +264,42 @@ class Progress:
 
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def epoch_line(record: Mapping) -> str:
+    """The line rank 0 prints after each epoch."""
+    return (
+        f"epoch {record['epoch']:>3}  train loss {record['train_loss']:.4f}  "
+        f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
+        f"{record['samples_per_s']:,.0f} samples/s  "
+        f"data wait {record['data_wait_share']:.0%}  "
+        f"exchange {record['exchange_share']:.0%}"
+    )
+
+
+def closing_line(summary: Mapping, path, plot) -> str:
+    """The run's last line: how it ended, in how long, where the outputs are."""
+    wall, status = summary["wall_time_s"], summary["status"]
+    acc = (summary.get("final") or {}).get("val_accuracy")
+    if status == "finished":
+        head = f"hpcdist: done in {wall:.1f} s"
+        head += f", validation accuracy {acc:.4f}" if acc is not None else ""
+    else:
+        head = f"hpcdist: stopped ({status.replace('_', ' ')}) after {wall:.1f} s"
+        head += f", at step {summary['steps']}; resume with --resume"
+    return head + f"; {path}" + (f", {plot}" if plot else "")
+
+
+#: What a run writes into its run directory besides checkpoints.
+OUTPUT_FILES = (METRICS_FILE, SUMMARY_FILE, CURVES_FILE, "timeline.json")
+
+
+def clear_outputs(run_dir: str | os.PathLike, checkpoints: str | os.PathLike) -> int:
+    """Delete an earlier run's outputs and checkpoints from run_dir; returns how many files."""
+    run_dir = Path(run_dir)
+    old = [run_dir / n for n in OUTPUT_FILES]
+    old += list(run_dir.glob("timeline-rank*.json")) + list(Path(checkpoints).glob("ckpt-*.h5"))
+    old = [p for p in old if p.exists()]
+    for path in old:
+        path.unlink()
+    return len(old)
