@@ -6,6 +6,8 @@ from .errors import (
     CancelledError,
     CheckpointError,
     ClusterSpecError,
+    CollectiveTimeoutError,
+    ConfigMismatchError,
     DataError,
     DeadlineExceededError,
     DevicePlacementError,
@@ -34,6 +36,9 @@ __version__ = "0.1.0"
 # Heavier parts load on first use, so `import hpcdist` stays quick and cupy,
 # h5py and friends are only imported by the code that needs them.
 _LAZY = {
+    "Trainer": "hpcdist.trainer",
+    "TrainConfig": "hpcdist.config",
+    "Guard": "hpcdist.guard",
     "ClusterSpec": "hpcdist.cluster",
     "Cluster": "hpcdist.cluster",
     "Task": "hpcdist.cluster",
@@ -55,6 +60,8 @@ __all__ = [
     "CancelledError",
     "CheckpointError",
     "ClusterSpecError",
+    "CollectiveTimeoutError",
+    "ConfigMismatchError",
     "DataError",
     "DeadlineExceededError",
     "DevicePlacementError",

@@ -1,43 +1,63 @@
-"""The data-parallel training loop: the one place that wires data, model and exchange together."""
+"""Trainer: one model trained on the ranks of a communicator, from its parts or from a config.
+
+    import hpcdist
+    cfg = hpcdist.TrainConfig(seed=1, epochs=2, run_dir="runs/a")
+    with hpcdist.Trainer(cfg, comm=group) as tr:       # group: any communicator
+        summary = tr.fit()                             # what summary.json holds
+
+The trainer is the one place that wires data, model, optimizer and exchange
+together. Every part defaults to what the config names (build.py, the
+exchange registry) and can be passed in instead. "Root" is rank 0 of the
+trainer's communicator: it writes the run directory, so trainers on disjoint
+groups of one job each keep their own. Every collective goes through the
+trainer's Guard (one deadline, `timeout`), and the ranks check at start that
+they were given the same settings, data and model (agreement.py).
+"""
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
-from mpi4py import MPI
 
-from . import checkpoint, cluster, datasets, devices, nn, runtime, timeline
-from .backend import to_numpy
-from .compression import Compression
-from .config import TrainConfig
-from .data import HDF5Source, InputPipeline
-from .exchange import AllreduceExchange
+from . import agreement, build, cluster, devices, metrics, nn, report, runtime, timeline
+from . import config as config_mod
+from .checkpoint import CheckpointManager
+from .exchange import registry
+from .guard import Guard
+from .trainstate import TrainState
 
 #: Exit status of a run that checkpointed after SIGTERM/SIGUSR1 (jobscripts requeue on it).
 PREEMPTED_EXIT_CODE = 3
 #: Steps between checks (one small allreduce) of whether any rank was signalled.
 PREEMPT_CHECK_EVERY = 8
 
-_OPTIMIZERS = {
-    "sgd": lambda p, c: nn.SGD(p, c.lr, weight_decay=c.weight_decay),
-    "momentum": lambda p, c: nn.Momentum(p, c.lr, c.momentum, weight_decay=c.weight_decay),
-    "nesterov": lambda p, c: nn.Momentum(
-        p, c.lr, c.momentum, nesterov=True, weight_decay=c.weight_decay
-    ),
-    "adam": lambda p, c: nn.Adam(p, c.lr, weight_decay=c.weight_decay),
-}
-
 
 class Trainer:
-    """Builds the run from a TrainConfig; fit() trains, evaluates and checkpoints."""
+    """Builds a run from a TrainConfig and its parts; fit() trains, evaluates and checkpoints."""
 
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
+    def __init__(
+        self,
+        config: config_mod.TrainConfig | None = None,
+        comm=None,
+        *,
+        model: nn.Module | None = None,
+        optimizer: nn.Optimizer | None = None,
+        exchange=None,
+        roles: cluster.Cluster | None = None,
+    ):
+        cfg = dataclasses.replace(config) if config is not None else config_mod.TrainConfig()
+        self.cfg = cfg = config_mod.validate(cfg)
         self.info = runtime.init()
-        self.roles = cluster.Cluster(cluster.ClusterSpec({"worker": None}))
-        self.comm = self.roles.job_comm
+        self.comm = comm or (roles.comm if roles is not None else runtime.world_comm())
+        self.guard = Guard(self.comm, cfg.timeout, name="trainer")
+        self.is_root = self.guard.rank == 0
+        # First collective: nothing rank-specific runs before the settings agree.
+        agreement.check(self.guard, "settings", _comparable(cfg.to_dict()))
+        workers = cluster.ClusterSpec({"worker": None})
+        self.roles = roles or cluster.Cluster(workers, guard=self.guard)
         self.placement = devices.pin_device(
             cfg.device,
             task=self.roles.task,
@@ -46,152 +66,205 @@ class Trainer:
         )
         self.xp = self.placement.xp
         self.run_dir = Path(cfg.run_dir)
-        self._build_data()
-        self._build_model()
-        self.ckpt = checkpoint.CheckpointManager(
-            self.run_dir / "checkpoints", keep=cfg.keep_checkpoints, comm=self.comm
+        self._build_parts(model, optimizer, exchange)
+        self.ckpt = CheckpointManager(
+            self.run_dir / "checkpoints", keep=cfg.keep_checkpoints, guard=self.guard
         )
+        self.state = TrainState(self)
         self.step, self.epoch = 0, 0
+        self.sums = (0.0, 0)  # this rank's training loss sum and samples in the current epoch
         self.preemption = runtime.catch_preemption()
-        self._flag = np.zeros(1, np.int32)
 
-    # --- construction -------------------------------------------------------
-
-    def _build_data(self) -> None:
+    def _build_parts(self, model, optimizer, exchange) -> None:
         cfg = self.cfg
-        if cfg.data:
-            directory = Path(cfg.data)
-        elif cfg.synthetic:
-            directory = datasets.synthetic(
-                cfg.synthetic,
-                cfg.synthetic_features,
-                cfg.synthetic_classes,
-                seed=cfg.seed,
-                comm=self.comm,
-            )
-        else:
-            directory = datasets.digits(cfg.val_fraction, comm=self.comm)
-        self.train_split = datasets.read_split(directory, "train")
-        self.val_split = datasets.read_split(directory, "val")
-        common = dict(seed=cfg.seed, comm=self.comm, num_threads=cfg.reader_threads)
-        self.train_data = InputPipeline(
-            HDF5Source(str(self.train_split.directory)),
-            batch_size=cfg.batch_size,
-            shuffle_buffer=cfg.shuffle_buffer,
-            remainder="drop",
-            **common,
+        self.data_comm = self.roles.job_comm
+        self.data_guard = (
+            self.guard if self.data_comm.size == self.comm.size else Guard(self.data_comm)
         )
-        self.val_data = InputPipeline(
-            HDF5Source(str(self.val_split.directory)),
-            batch_size=max(cfg.batch_size, 64),
-            shuffle_buffer=1,
-            remainder="pad",
-            **common,
+        directory = build.data_directory(cfg, self.guard)
+        self.data = build.data(cfg, directory, self.data_comm)
+        split = self.data.train_split
+        self.model = model or build.model(
+            cfg, split.num_features, split.num_classes, self.xp, self.data_comm.rank
         )
-
-    def _build_model(self) -> None:
-        cfg = self.cfg
-        sizes = [self.train_split.num_features, *cfg.hidden, self.train_split.num_classes]
-        self.model = nn.mlp(sizes, cfg.activation, cfg.dropout, seed=cfg.seed, xp=self.xp)
-        for i, layer in enumerate(m for m in self.model.modules() if isinstance(m, nn.Dropout)):
-            layer.rng = np.random.default_rng([cfg.seed, self.comm.rank, i])  # own masks per rank
         self.params = self.model.parameters()
-        self.exchange = AllreduceExchange(
-            comm=self.comm,
-            compression=getattr(Compression, cfg.compression),
-            bucket_bytes=cfg.bucket_bytes,
-            error_feedback=cfg.error_feedback,
-        )
+        facts = {"data": self.data.fingerprint, "model": build.model_shapes(self.params)}
+        agreement.check(self.guard, "data and model", facts)
+        self.exchange = exchange or registry.create(cfg.exchange, self.roles, cfg)
         self.model.bind_grads(self.exchange.attach([p.data for p in self.params]))
         self.exchange.broadcast_parameters([p.data for p in self.params], root=0)
-        self.optimizer = _OPTIMIZERS[cfg.optimizer](self.params, cfg)
-        self.global_batch = cfg.batch_size * self.comm.size
-        self.steps_per_epoch = self.train_data.steps_per_epoch
-        self.schedule = nn.LinearScalingLR(
-            cfg.lr,
-            self.global_batch,
-            self.steps_per_epoch,
-            reference_batch=cfg.reference_batch,
-            warmup_epochs=cfg.warmup_epochs,
-            decay=cfg.schedule,
-            total_epochs=cfg.epochs,
-            milestones=(cfg.epochs // 2, cfg.epochs * 3 // 4),
+        self.optimizer = optimizer or build.optimizer(cfg, self.params)
+        overlap = cfg.overlap and build.reports_ready(self.model)  # buckets start in backward
+        self.backward_kw = {"on_ready": self.exchange.gradient_ready} if overlap else {}
+        self.global_batch = cfg.batch_size * self.data_comm.size
+        self.steps_per_epoch = self.data.train.steps_per_epoch
+        self.schedule = build.schedule(cfg, self.global_batch, self.steps_per_epoch)
+
+    @property
+    def train_split(self):
+        return self.data.train_split
+
+    @property
+    def val_split(self):
+        return self.data.val_split
+
+    # --- the run ------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train for cfg.epochs (or until pre-empted or max_steps); return the summary dict."""
+        self._begin()
+        status = None
+        while self.epoch < self.cfg.epochs and status is None:
+            status = self._epoch()
+        if status is not None:
+            self._stop_early(status)
+        return self._end(status)
+
+    def _begin(self) -> None:
+        cfg = self.cfg
+        resumed = cfg.resume and self.state.restore()
+        if not resumed:
+            if cfg.resume and self.is_root:
+                print(f"hpcdist: --resume: no checkpoint in {self.ckpt.directory}; starting fresh")
+            self._clear_run_dir()
+        report.announce(self)
+        self.log = metrics.MetricsLogger(self.run_dir, enabled=self.is_root)
+        self.tl = timeline.Timeline(
+            self.run_dir / f"timeline-rank{self.guard.rank}.json",
+            self.guard.rank,
+            enabled=cfg.timeline,
+            start_ns=timeline.synchronized_start(self.guard),
         )
+        self.record: dict = {}
+        self.samples_trained = 0
+        self.start_time = time.perf_counter()
 
-    # --- state --------------------------------------------------------------
+    def _epoch(self) -> str | None:
+        """One epoch (or its rest): train, evaluate, log, checkpoint; why it stopped, or None."""
+        t0, step0, ex0 = time.perf_counter(), self.step, self.exchange.stats.seconds
+        with metrics.Progress(
+            self.steps_per_epoch,
+            f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            enabled=self.is_root and self.cfg.progress,
+        ) as progress:
+            progress.update(step0 - self.epoch * self.steps_per_epoch)  # resumed mid-epoch
+            status = self.train_epoch(progress)
+        seconds = time.perf_counter() - t0
+        self.samples_trained += (self.step - step0) * self.global_batch
+        if status is not None:
+            return status
+        with self.tl.span("eval"):
+            self.record = self._epoch_record(seconds, step0, ex0)
+        self.log.log(self.record)
+        if self.is_root:
+            print(metrics.epoch_line(self.record), flush=True)
+        self.epoch += 1
+        every = self.cfg.checkpoint_every
+        if every and self.epoch % every == 0:
+            with self.tl.span("checkpoint"):
+                self.state.save()
+        return None
 
-    def state(self) -> tuple[dict, dict]:
-        """(arrays by group, meta) for a checkpoint of this exact moment."""
-        model_state = self.model.state_dict()
-        names = {p.name for p in self.params}
-        opt = self.optimizer.state_dict()
-        arrays = {
-            "params": {k: v for k, v in model_state.items() if k in names},
-            "optimizer": {k: np.asarray(v) for k, v in opt.items() if isinstance(v, np.ndarray)},
-            "rng": {k: np.asarray(v) for k, v in model_state.items() if k not in names},
-            "pipeline": _arrays(self.train_data.state_dict()),
-            "residuals": _arrays(self.exchange.state_dict()),
+    def _epoch_record(self, seconds: float, step0: int, ex0: float) -> dict:
+        evaluation = self.evaluate()
+        data = self.data.train.stats.reduced(self.data_guard)  # this epoch, summed over ranks
+        exchange_s = self.guard.allreduce(
+            np.array([self.exchange.stats.seconds - ex0]), what="the epoch's exchange seconds"
+        )[0]
+        n = self.data_comm.size
+        return {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "train_loss": self.epoch_train_loss,
+            **evaluation,
+            "lr": self.optimizer.lr,
+            "seconds": seconds,
+            "samples_per_s": (self.step - step0) * self.global_batch / seconds,
+            "data_wait_share": data["wait_s"] / n / seconds,
+            "exchange_share": exchange_s / self.comm.size / seconds,
+            "bad_records": data["bad_records"],
         }
-        opt_scalars = {k: v for k, v in opt.items() if not isinstance(v, np.ndarray)}
-        meta = {"config": self.cfg.to_dict(), "optimizer": opt_scalars, "epoch_sums": self._sums}
-        return {g: d for g, d in arrays.items() if d}, meta
 
-    def save(self) -> Path:
-        arrays, meta = self.state()
-        return self.ckpt.save(self.step, self.epoch, arrays, meta)
+    def _stop_early(self, status: str) -> None:
+        path = self.state.save()
+        if self.is_root:
+            why = (
+                f"pre-empted by {self.preemption.signal_name or 'a signal'}"
+                if status == "preempted"
+                else f"max steps ({self.cfg.max_steps})"
+            )
+            print(
+                f"hpcdist: {why} at epoch {self.epoch + 1}, step {self.step}; checkpoint {path}",
+                flush=True,
+            )
 
-    def restore(self) -> bool:
-        """Load the newest checkpoint every rank agrees on; False when there is none."""
-        arrays, _ = self.state()
-        expected = checkpoint.expected_spec({"params": arrays["params"]})
-        with warnings.catch_warnings():
-            if not self.info.is_root:  # the warning names every rank's reason; say it once
-                warnings.simplefilter("ignore", checkpoint.CheckpointWarning)
-            ckpt = self.ckpt.restore(expected=expected)
-        if ckpt is None:
-            return False
-        saved = ckpt.meta.get("config", {})
-        for key in ("hidden", "activation", "optimizer", "batch_size", "seed", "compression"):
-            if key in saved and saved[key] != getattr(self.cfg, key):
-                raise checkpoint.CheckpointError(
-                    f"{ckpt.path} was written with {key}={saved[key]!r}, this run has "
-                    f"{key}={getattr(self.cfg, key)!r}; refusing to resume a different run"
-                )
-        groups = ckpt.arrays
-        self.model.load_state_dict({**groups["params"], **groups.get("rng", {})})
-        self.optimizer.load_state_dict({**ckpt.meta["optimizer"], **groups.get("optimizer", {})})
-        self.train_data.load_state_dict(groups.get("pipeline", {}))
-        if groups.get("residuals"):
-            self.exchange.load_state_dict(groups["residuals"])
-        self.step, self.epoch = ckpt.step, ckpt.epoch
-        self._sums = ckpt.meta.get("epoch_sums")
-        if self.info.is_root:
-            print(f"hpcdist: resumed from {ckpt.path} (epoch {self.epoch}, step {self.step})")
-        return True
+    def _end(self, status: str | None) -> dict:
+        wall = time.perf_counter() - self.start_time
+        timeline.collect_timelines(self.tl, self.guard, self.run_dir / "timeline.json")
+        self.log.close()
+        summary = self.summary(status, wall)
+        if self.is_root:
+            path = metrics.write_summary(self.run_dir, summary)
+            plot = metrics.plot_curves(self.run_dir)
+            print(metrics.closing_line(summary, path, plot), flush=True)
+        return summary
 
-    _sums = None  # train loss sum and sample count of the epoch in progress
+    def summary(self, status: str | None, wall: float) -> dict:
+        """What summary.json holds (the same dict on every rank)."""
+        return report.summary(self, status, wall)
 
-    def close(self) -> None:
-        """Stop reader threads, free the exchange's windows, restore signal handling."""
-        for pipe in (self.train_data, self.val_data):
-            close = getattr(pipe, "close", None)
-            if close:
-                close()
-        self.exchange.close()
-        self.preemption.uninstall()
+    # --- steps ----------------------------------------------------------------
+    def train_epoch(self, progress) -> str | None:
+        """Run the rest of the current epoch; 'preempted' or 'max_steps' if it stopped early."""
+        loss_sum, seen = self.sums
+        batches = self.data.train.epoch(self.epoch)
+        tl, xp = self.tl, self.xp
+        while True:
+            with tl.span("data_wait"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            loss = self.train_step(xp.asarray(batch[0]), xp.asarray(batch[1]))
+            loss_sum, seen = loss_sum + loss * len(batch[1]), seen + len(batch[1])
+            self.sums = (loss_sum, seen)
+            progress.update(1, loss=f"{loss_sum / seen:.4f}")
+            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+                return "max_steps"
+            if self.step % PREEMPT_CHECK_EVERY == 0 and self._preempted():
+                return "preempted"
+        totals = self.data_guard.allreduce(
+            np.array([loss_sum, seen], dtype=np.float64), what="the epoch's training loss sums"
+        )
+        self.epoch_train_loss = totals[0] / max(totals[1], 1)
+        self.sums = (0.0, 0)
+        return None
 
-    # --- the loop -----------------------------------------------------------
+    def train_step(self, x, y) -> float:
+        """Forward, backward, exchange, update; this rank's mean loss on the batch."""
+        tl = self.tl
+        with tl.span("forward"):
+            logits = self.model.forward(x)
+            loss, dlogits = nn.softmax_cross_entropy(logits, y)
+        with tl.span("backward"):
+            self.model.backward(dlogits, input_grad=False, **self.backward_kw)
+        with tl.span("exchange"):
+            result = self.exchange.synchronize()
+        if self.exchange.updates != "parameters" and not result.skip:
+            with tl.span("optimizer"):
+                self.schedule.apply(self.optimizer, self.step)
+                self.optimizer.step()
+        self.step += 1
+        return float(loss)
 
     def evaluate(self) -> dict:
-        """Loss and accuracy over the whole validation set, summed over ranks."""
+        """Loss and accuracy over the whole validation set, summed over the data ranks."""
         self.model.eval()
         sums = np.zeros(3)
-        for x, y, mask in self.val_data.epoch(0):
+        for x, y, mask in self.data.val.epoch(0):
             logits = self.model.forward(self.xp.asarray(x))
             w = self.xp.asarray(mask, dtype=logits.dtype)
             sums += nn.softmax_cross_entropy_sums(logits, self.xp.asarray(y), w)
         self.model.train()
-        sums = self.comm.allreduce(sums)  # sum over ranks (numpy float64, fixed order)
+        sums = self.data_guard.allreduce(sums, what="the validation loss and accuracy sums")
         return {
             "val_loss": sums[0] / sums[2],
             "val_accuracy": sums[1] / sums[2],
@@ -199,48 +272,36 @@ class Trainer:
         }
 
     def _preempted(self) -> bool:
-        """Whether any rank was signalled (a one-int buffer allreduce, every rank agrees)."""
-        self._flag[0] = self.preemption.requested
-        self.comm.Allreduce(MPI.IN_PLACE, self._flag, op=MPI.MAX)
-        return bool(self._flag[0])
+        """Whether any rank was signalled (every rank agrees)."""
+        flag = np.array([int(self.preemption.requested)], np.int32)
+        return bool(self.guard.allreduce(flag, op="max", what="the pre-emption check")[0])
 
-    def train_epoch(self, tl: timeline.Timeline, progress) -> str | None:
-        """Run the rest of the current epoch; 'preempted' or 'max_steps' if it stopped early."""
-        loss_sum, seen = self._sums or (0.0, 0)
-        self._sums = None
-        batches = self.train_data.epoch(self.epoch)
-        xp = self.xp
-        while True:
-            with tl.span("data_wait"):
-                batch = next(batches, None)
-            if batch is None:
-                break
-            x, y = xp.asarray(batch[0]), xp.asarray(batch[1])
-            with tl.span("forward"):
-                logits = self.model.forward(x)
-                loss, dlogits = nn.softmax_cross_entropy(logits, y)
-            with tl.span("backward"):
-                self.model.backward(dlogits, input_grad=False)
-            with tl.span("exchange"):
-                result = self.exchange.synchronize()
-            if not result.skip:
-                with tl.span("optimizer"):
-                    self.schedule.apply(self.optimizer, self.step)
-                    self.optimizer.step()
-            self.step += 1
-            loss_sum, seen = loss_sum + float(loss) * len(y), seen + len(y)
-            progress.update(1, loss=f"{loss_sum / seen:.4f}")
-            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
-                self._sums = (loss_sum, seen)
-                return "max_steps"
-            if self.step % PREEMPT_CHECK_EVERY == 0 and self._preempted():
-                self._sums = (loss_sum, seen)
-                return "preempted"
-        totals = self.comm.allreduce(np.array([loss_sum, seen], dtype=np.float64))
-        self.epoch_train_loss = totals[0] / max(totals[1], 1)
-        return None
+    # --- around the run -------------------------------------------------------
+    def _clear_run_dir(self) -> None:
+        """A fresh run owns its run directory: drop an earlier run's outputs and checkpoints."""
+        if self.is_root and self.run_dir.is_dir():
+            removed = metrics.clear_outputs(self.run_dir, self.ckpt.directory)
+            if removed:
+                print(
+                    f"hpcdist: fresh run in {self.run_dir}: removed {removed} file(s) of an "
+                    "earlier run (use --resume to continue one)"
+                )
+        self.guard.barrier(what="rank 0 to prepare the run directory")
+
+    def close(self) -> None:
+        """Stop reader threads, free the exchange's windows, restore signal handling."""
+        for pipe in (self.data.train, self.data.val):
+            pipe.close()
+        self.exchange.close()
+        self.preemption.uninstall()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _arrays(state: dict) -> dict:
-    """A state dict as numpy arrays (scalars become 0-d arrays) for the checkpoint."""
-    return {k: np.asarray(to_numpy(v)) for k, v in state.items()}
+def _comparable(settings: dict) -> dict:
+    """Settings as the ranks compare them (lists as tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}

@@ -29,6 +29,12 @@ def train(n, run_dir, *flags, env, timeout=120):
     return res
 
 
+def epochs_and_losses(run_dir: Path) -> list[tuple[int, float]]:
+    """(epoch, train loss) of every line of metrics.jsonl, in file order."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["epoch"], r["train_loss"]) for r in map(json.loads, lines)]
+
+
 def final_params(run_dir: Path) -> dict:
     newest = sorted((run_dir / "checkpoints").glob("ckpt-*.h5"))[-1]
     return load_checkpoint(newest).arrays["params"]
@@ -109,6 +115,32 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, cache):
     full_acc = json.loads((tmp_path / "full" / "summary.json").read_text())["final"]
     cut_acc = json.loads((run / "summary.json").read_text())["final"]
     assert full_acc["val_loss"] == cut_acc["val_loss"]
+    # Each epoch once, and the epoch cut in the middle reports the uninterrupted train loss
+    # (every rank's partial sums were checkpointed, not only rank 0's).
+    assert epochs_and_losses(run) == epochs_and_losses(tmp_path / "full")
+
+
+def test_sigkill_then_resume_logs_each_epoch_once(tmp_path, cache):
+    flags = [*FAST, "--epochs", "4"]
+    full = train(2, tmp_path / "full", *flags, env=cache)
+    assert full.returncode == 0, full.output
+    run = tmp_path / "cut"
+    proc = _start(2, run, flags, cache)
+    try:
+        deadline = time.monotonic() + 120
+        ckpts = run / "checkpoints"
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(ckpts.glob("ckpt-*.h5"))) >= 2:  # killed in epoch 3 (or later)
+                break
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    resumed = train(2, run, *flags, "--resume", env=cache)
+    assert resumed.returncode == 0, resumed.output
+    assert epochs_and_losses(run) == epochs_and_losses(tmp_path / "full")
 
 
 def test_truncated_checkpoint_is_refused_and_previous_used(tmp_path, cache):
@@ -119,10 +151,13 @@ def test_truncated_checkpoint_is_refused_and_previous_used(tmp_path, cache):
     newest = files[-1]
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])
+    before = epochs_and_losses(tmp_path)
     res = train(2, tmp_path, *FAST, "--resume", env=cache)
     assert res.returncode == 0, res.output
     assert f"refused checkpoint {newest}" in res.stderr
     assert f"resumed from {files[-2]}" in res.stdout
+    # metrics.jsonl went back to the restored epoch: the replayed epoch is there once, equal
+    assert epochs_and_losses(tmp_path) == before
 
 
 def test_mismatched_checkpoints_are_refused(tmp_path, cache):
@@ -134,6 +169,23 @@ def test_mismatched_checkpoints_are_refused(tmp_path, cache):
     other_world = train(3, tmp_path, *FAST, "--resume", env=cache)
     assert other_world.returncode != 0
     assert "written by 2 ranks, this job has 3" in other_world.stderr
+
+
+def test_resume_refuses_other_data_and_applies_new_optimizer_settings(tmp_path, cache):
+    small = ["--synthetic-features", "16", "--epochs", "1", "--hidden", "8", "--no-progress"]
+    res = train(2, tmp_path, "--synthetic", "700", *small, env=cache)
+    assert res.returncode == 0, res.output
+    other = train(2, tmp_path, "--synthetic", "900", *small, "--resume", env=cache)
+    assert other.returncode != 0
+    assert "was written for other data" in other.stderr, other.stderr[-3000:]
+    more = [*small[:-3], "--epochs", "2", "--hidden", "8", "--no-progress"]
+    changed = train(2, tmp_path, "--synthetic", "700", *more, "--momentum", "0.5", "--resume",
+                    env=cache)  # fmt: skip
+    assert changed.returncode == 0, changed.output
+    assert "changed optimizer settings (momentum 0.9 -> 0.5)" in changed.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["changed_on_resume"] == {"momentum": {"checkpoint": 0.9, "now": 0.5}}
+    assert summary["config"]["momentum"] == 0.5
 
 
 def test_bad_config_is_named(tmp_path, cache):

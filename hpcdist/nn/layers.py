@@ -120,10 +120,21 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dout, input_grad: bool = True):
-        """Gradients of all layers; input_grad=False skips d(loss)/d(input) (returns None)."""
+    def backward(self, dout, input_grad: bool = True, on_ready=None):
+        """Gradients of all layers; input_grad=False skips d(loss)/d(input) (returns None).
+
+        on_ready(k), when given, is called for each parameter (k: its index in
+        parameters()) as soon as its layer's backward is done, last layer first, so an
+        exchange can start moving those gradients while the earlier layers still work.
+        """
+        counts = [len(layer.parameters()) for layer in self.layers] if on_ready else []
+        end = sum(counts)
         for i in range(len(self.layers) - 1, -1, -1):
             dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
+            if on_ready is not None:
+                for k in reversed(range(end - counts[i], end)):
+                    on_ready(k)
+                end -= counts[i]
         return dout
 
     def parameters(self) -> list[Parameter]:
@@ -137,7 +148,14 @@ class Dense(Module):
     """y = x @ W + b with W of shape (in_features, out_features)."""
 
     def __init__(
-        self, in_features: int, out_features: int, init: str = "he", seed=0, dtype=np.float32, xp=np
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        init: str = "he",
+        seed=0,
+        dtype=np.float32,
+        xp=np,
     ):
         w = init_weight(in_features, out_features, init, seed, dtype)
         self.weight = Parameter("weight", xp.asarray(w))
@@ -242,27 +260,21 @@ class Dropout(Module):
         return dout if mask is _IDENTITY else dout * mask
 
     def get_rng_state(self) -> dict:
-        """The generator state as plain numpy values (HDF5-storable, no pickles)."""
-        s = self.rng.bit_generator.state
-        words = [(s["state"][k] >> sh) & (2**64 - 1) for k in ("state", "inc") for sh in (64, 0)]
-        return {
-            "pcg64": np.array(words, dtype=np.uint64),
-            "has_uint32": np.int64(s["has_uint32"]),
-            "uinteger": np.uint64(s["uinteger"]),
-        }
+        """{"pcg64": the generator state as 6 uint64 words} (`hpcdist.rng`; HDF5-storable)."""
+        from ..rng import state_words
+
+        return {"pcg64": state_words(self.rng)}
 
     def set_rng_state(self, state: dict) -> None:
-        """Restore a state from get_rng_state."""
+        """Restore a state from get_rng_state (or the older 4 words + has_uint32 + uinteger)."""
+        from ..rng import set_state_words
+
         try:
-            w = [int(v) for v in np.asarray(state["pcg64"], dtype=np.uint64)]
-            inner = {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]}
-            self.rng.bit_generator.state = {
-                "bit_generator": "PCG64",
-                "state": inner,
-                "has_uint32": int(state["has_uint32"]),
-                "uinteger": int(state["uinteger"]),
-            }
-        except (KeyError, IndexError, TypeError) as e:
+            words = np.asarray(state["pcg64"], dtype=np.uint64).ravel()
+            if len(words) == 4:  # checkpoints written before hpcdist.rng
+                words = np.r_[words, np.uint64(state["has_uint32"]), np.uint64(state["uinteger"])]
+            set_state_words(self.rng, words)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
             raise ValueError(f"Dropout.set_rng_state: not a state from get_rng_state ({e})") from e
 
 

@@ -89,7 +89,7 @@ class SGD(Optimizer):
 
     hyper = ("lr", "weight_decay")
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+    def __init__(self, params, lr: float, *, weight_decay: float = 0.0):
         super().__init__(params, lr)
         self.weight_decay = float(weight_decay)
 
@@ -110,13 +110,14 @@ class Momentum(SGD):
         self,
         params,
         lr: float,
+        *,
         momentum: float = 0.9,
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        super().__init__(params, lr, weight_decay)
+        super().__init__(params, lr, weight_decay=weight_decay)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def _update(self, i, p, xp):
@@ -143,6 +144,7 @@ class Adam(Optimizer):
         self,
         params,
         lr: float = 1e-3,
+        *,
         betas=(0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,

@@ -103,6 +103,7 @@ class LinearScalingLR(Schedule):
         base_lr: float,
         global_batch: int,
         steps_per_epoch: int,
+        *,
         reference_batch: int = 256,
         warmup_epochs: float = 5.0,
         decay: str = "step",

@@ -111,6 +111,24 @@ def test_backward_writes_into_bound_grad_arrays():
     assert not fused.any()
 
 
+def test_backward_reports_each_gradient_final_last_layer_first():
+    model = nn.mlp([4, 6, 5, 3], seed=1, dtype=np.float64)
+    params = model.parameters()
+    x = np.random.default_rng(1).standard_normal((7, 4))
+    ref = nn.mlp([4, 6, 5, 3], seed=1, dtype=np.float64)
+    ref.backward(ref.forward(x))
+    order, snapshots = [], {}
+
+    def ready(k):
+        order.append(k)
+        snapshots[k] = params[k].grad.copy()  # what the exchange would send now
+
+    model.backward(model.forward(x), input_grad=False, on_ready=ready)
+    assert order == [5, 4, 3, 2, 1, 0]  # each parameter once, backward order
+    for k, p in enumerate(ref.parameters()):
+        np.testing.assert_array_equal(snapshots[k], p.grad)  # final when reported
+
+
 def test_bind_grads_rejects_wrong_shape_dtype_and_count():
     model = nn.mlp([4, 5, 3], seed=0)
     good = [np.zeros_like(p.data) for p in model.parameters()]
@@ -155,6 +173,22 @@ def test_dropout_is_deterministic_from_seed_and_restorable():
     np.testing.assert_array_equal(a.forward(x), nxt)
     a.eval()
     assert a.forward(x) is x
+
+
+def test_dropout_state_is_six_rng_words_and_reads_the_older_layout():
+    a = nn.Dropout(0.5, seed=3)
+    a.rng.integers(0, 10, dtype=np.uint32)  # a buffered uint32: has_uint32 = 1
+    state = a.get_rng_state()
+    assert list(state) == ["pcg64"] and state["pcg64"].shape == (6,)
+    assert state["pcg64"].dtype == np.uint64
+    w = state["pcg64"]
+    older = {"pcg64": w[:4], "has_uint32": np.int64(w[4]), "uinteger": np.uint64(w[5])}
+    b = nn.Dropout(0.5, seed=9)
+    b.set_rng_state(older)
+    x = np.ones((4, 8), np.float32)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    with pytest.raises(ValueError, match="not a state from get_rng_state"):
+        b.set_rng_state({"pcg64": w[:5]})
 
 
 def test_module_state_dict_round_trip_restores_params_and_dropout():

@@ -1,0 +1,50 @@
+"""What a trainer says about its run: the start-up lines and the summary dict."""
+
+from __future__ import annotations
+
+from . import devices
+
+
+def announce(tr) -> None:
+    """Rank 0 says what this run is: ranks, roles, data, model, exchange."""
+    cfg, info = tr.cfg, tr.info
+    if cfg.log_device_placement:
+        devices.log_device_placement(info, tr.roles.task, tr.placement, guard=tr.guard)
+    if not tr.is_root:
+        return
+    train, val = tr.data.train_split, tr.data.val_split
+    print(
+        f"hpcdist: {tr.comm.size} rank(s) on {info.num_nodes} node(s), device "
+        f"{tr.placement.device.device_type}, {tr.placement.threads} thread(s) per rank\n"
+        f"{tr.roles.describe()}\n"
+        f"  data      {train.num_records} train / {val.num_records} val records, "
+        f"{train.num_features} features, {train.num_classes} classes\n"
+        f"  model     {type(tr.model).__name__} of {len(tr.params)} parameter arrays, "
+        f"{cfg.optimizer}, peak lr {tr.schedule.peak_lr:.4g} for global batch "
+        f"{tr.global_batch}\n"
+        f"  exchange  {cfg.exchange}, compression {cfg.compression}; "
+        f"{tr.steps_per_epoch} steps per epoch",
+        flush=True,
+    )
+
+
+def summary(tr, status: str | None, wall: float) -> dict:
+    """What summary.json holds (the same dict on every rank)."""
+    return {
+        "final": tr.record,
+        "status": status or "finished",
+        "epochs": tr.epoch,
+        "steps": tr.step,
+        "world_size": tr.comm.size,
+        "data_parallel_size": tr.data_comm.size,
+        "global_batch": tr.global_batch,
+        "wall_time_s": wall,
+        "samples_per_s": tr.samples_trained / wall if wall > 0 else 0.0,
+        "bytes_on_wire": tr.exchange.stats.wire_bytes,
+        "device": str(tr.placement.device),
+        "exchange": tr.cfg.exchange,
+        "data_fingerprint": tr.data.fingerprint,
+        "resumed_from": tr.state.resumed_from,
+        "changed_on_resume": tr.state.changed_on_resume,
+        "config": tr.cfg.to_dict(),
+    }
