@@ -20,7 +20,7 @@ def pytest_report_header(config):
 def pytest_configure(config):
     logs = os.environ.get("HPCDIST_RANK_LOGS")
     if logs and WORLD.rank > 0:  # set by tests/run_suite.py, which shows rank 0's output
-        _redirect_to_log(os.path.join(logs, f"rank{WORLD.rank}.log"))
+        _redirect_to_log(config, os.path.join(logs, f"rank{WORLD.rank}.log"))
     if WORLD.size > 1 and not config.option.basetemp:
         # Ranks must not race over one numbered temp dir.
         os.makedirs("/tmp/pytest-hpcdist", exist_ok=True)
@@ -29,16 +29,29 @@ def pytest_configure(config):
         )
 
 
-def _redirect_to_log(path: str) -> None:
-    """Send this rank's output (file descriptors 1 and 2) to `path`."""
+def _redirect_to_log(config, path: str) -> None:
+    """Send this rank's output (file descriptors 1 and 2) to `path`, for the whole session.
+
+    pytest's capture keeps a copy of the original descriptors and puts it back on
+    1 and 2 whenever it suspends, which undid a plain dup2 (the logs then held no
+    summary, and run_suite counted rank 0 alone). So global capturing is stopped,
+    the descriptors redirected, and capturing started again over the log.
+    """
     import sys
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        capman.stop_global_capturing()
     sys.stdout.flush()
     sys.stderr.flush()
     log = open(path, "w")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
+    log.close()
+    if capman is not None:
+        capman.start_global_capturing()
+        capman.suspend_global_capture()
 
 
 def _gpu_available() -> bool:

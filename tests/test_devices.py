@@ -29,7 +29,12 @@ def test_parse_round_trip():
         assert str(DeviceSpec.parse(text)) == text
 
 
-@pytest.mark.parametrize("bad", ["", "tpu:0", "/job:worker/task:x", "gpu", "/cpu:0/extra"])
+BAD_DEVICE_STRINGS = ["", "tpu:0", "/job:worker/task:x", "gpu", "/cpu:0/extra"]
+
+
+# Ids are spelled out: an id of plain "gpu" is a keyword conftest reads as the GPU marker,
+# and the case was always skipped.
+@pytest.mark.parametrize("bad", BAD_DEVICE_STRINGS, ids=[f"bad{i}" for i in range(5)])
 def test_parse_errors(bad):
     with pytest.raises(ValueError, match="cannot parse device string"):
         DeviceSpec.parse(bad)
