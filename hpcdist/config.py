@@ -71,7 +71,9 @@ class TrainConfig:
     compression: str = setting("none", "16-bit on the wire", choices=("none", "fp16", "bf16"))
     error_feedback: bool = setting(False, "carry the compression rounding error into the next step")
     bucket_bytes: int | None = setting(None, "fusion bucket size", gt=0, unset=_BUCKET)
-    overlap: bool = setting(True, "start no bucket's exchange before backward has finished")
+    overlap: bool = setting(
+        False, "start each bucket's exchange in backward, once its gradients are final"
+    )
     device: str = setting("auto", "auto, cpu, gpu or a device string such as /gpu:0")
     strict_placement: bool = setting(False, "no CPU fallback when a GPU is asked for but missing")
     gpu_memory_fraction: float | None = setting(

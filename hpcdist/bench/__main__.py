@@ -7,6 +7,7 @@ BENCHMARKS = {
     "allreduce": "gradient exchange against raw mpi4py (and torch gloo when installed)",
     "reader": "input pipeline samples/s against a raw h5py read of the same shards",
     "train": "one training step against PyTorch, and weak scaling of the full loop",
+    "overlap": "how much of the gradient exchange backward hides (hpcdist.train --overlap or not)",
 }
 
 
