@@ -83,7 +83,11 @@ def data(cfg, directory: Path, comm) -> Data:
 
 
 def model(cfg, num_features: int, num_classes: int, xp, rank: int) -> nn.Module:
-    """The config's MLP; every Dropout layer draws its own masks on each rank."""
+    """The config's MLP or CNN; every Dropout layer draws its own masks on each rank."""
+    if cfg.model == "cnn":  # 3x3 conv + 2x2 pool stages, then Dense --hidden layers
+        image = nn.square_image(num_features)
+        return nn.cnn(image, num_classes, hidden=cfg.hidden, activation=cfg.activation,
+                      seed=cfg.seed, xp=xp)  # fmt: skip
     sizes = [num_features, *cfg.hidden, num_classes]
     net = nn.mlp(sizes, cfg.activation, cfg.dropout, seed=cfg.seed, xp=xp)
     for i, layer in enumerate(m for m in net.modules() if isinstance(m, nn.Dropout)):

@@ -44,6 +44,10 @@ _TIMEOUT = (
     "seconds any blocking collective (gradient exchange, evaluation, checkpointing, metrics, "
     "pre-emption check) may wait before the job names the missing rank and aborts"
 )
+_MODEL = (
+    "mlp: Dense --hidden layers; cnn: two 3x3 conv + 2x2 max-pool stages (16, 32 channels) on "
+    "square one-channel images (digits: 1x8x8), then Dense --hidden layers"
+)
 _TIMEOUT_UNSET = "$HPCDIST_TIMEOUT, else $HPCDIST_EXCHANGE_TIMEOUT, else 300"
 
 
@@ -64,6 +68,7 @@ class TrainConfig:
     optimizer: str = setting("momentum", "", choices=("sgd", "momentum", "nesterov", "adam"))
     momentum: float = setting(0.9, "momentum of momentum and nesterov", ge=0, lt=1)
     weight_decay: float = setting(1e-4, "L2 penalty on the parameters", ge=0)
+    model: str = setting("mlp", _MODEL, choices=("mlp", "cnn"))
     hidden: list[int] = setting([128, 64], "hidden layer sizes, e.g. 128,64", ge=1, min_items=1)
     activation: str = setting("relu", "after each hidden layer", choices=("relu", "elu", "tanh"))
     dropout: float = setting(0.0, "dropout rate after each hidden layer", ge=0, lt=1)
@@ -138,7 +143,14 @@ def load_toml(path: str | Path) -> dict:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every setting's type and range in place; raise ValueError naming the setting."""
     check_fields(cfg)
+    _check_model(cfg)
     return cfg
+
+
+def _check_model(cfg: TrainConfig) -> None:
+    """--dropout belongs to the MLP."""
+    if cfg.model == "cnn" and cfg.dropout:
+        raise ValueError(f"dropout={cfg.dropout} is for model='mlp'; model='cnn' has no dropout")
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:

@@ -24,7 +24,7 @@ from .backend import to_numpy
 from .checkpoint import CheckpointError, CheckpointWarning, expected_spec
 
 #: Settings a resume must share with the checkpoint's run.
-REFUSED = ("hidden", "activation", "optimizer", "batch_size", "seed", "compression")
+REFUSED = ("model", "hidden", "activation", "optimizer", "batch_size", "seed", "compression")
 
 
 class TrainState:

@@ -1,5 +1,6 @@
 """Small xp-generic (numpy/cupy) layers, losses, optimizers and lr schedules."""
 
+from .conv import Conv2D, Flatten, MaxPool2D, Reshape, cnn, square_image
 from .init import child_seeds, init_weight
 from .layers import (
     ELU,
@@ -29,24 +30,30 @@ __all__ = [
     "SGD",
     "Adam",
     "ConstantLR",
+    "Conv2D",
     "CosineLR",
     "Dense",
     "Dropout",
+    "Flatten",
     "LinearScalingLR",
     "LinearWarmup",
+    "MaxPool2D",
     "Module",
     "Momentum",
     "Optimizer",
     "Parameter",
     "ReLU",
+    "Reshape",
     "Schedule",
     "Sequential",
     "StepLR",
     "Tanh",
     "child_seeds",
+    "cnn",
     "init_weight",
     "mlp",
     "scaled_lr",
     "softmax_cross_entropy",
     "softmax_cross_entropy_sums",
+    "square_image",
 ]
