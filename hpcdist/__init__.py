@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 # h5py and friends are only imported by the code that needs them.
 _LAZY = {
     "Trainer": "hpcdist.trainer",
+    "DistributedOptimizer": "hpcdist.distributed",
     "TrainConfig": "hpcdist.config",
     "Guard": "hpcdist.guard",
     "ClusterSpec": "hpcdist.cluster",
