@@ -1,7 +1,17 @@
-"""Dispatch `python -m hpcdist.bench NAME [args]` to hpcdist.bench.NAME.main(args)."""
+"""Dispatch `python -m hpcdist.bench NAME [args]` to hpcdist.bench.NAME.main(args).
 
+The first rank prints what the run is on (commit, CPU, cores, load, MPI) before
+the benchmark and the load after it (context.py).
+"""
+
+import os
 import sys
 from importlib import import_module
+
+from .context import footer, header
+
+#: Variables launchers set to a process's rank (MPICH/hydra, Open MPI, SLURM's srun).
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 
 BENCHMARKS = {
     "allreduce": "gradient exchange against raw mpi4py (and torch gloo when installed)",
@@ -17,7 +27,13 @@ def main(argv=None) -> int:
         lines = [f"  {name:<10} {what}" for name, what in BENCHMARKS.items()]
         print("usage: python -m hpcdist.bench NAME [options]\n\nbenchmarks:\n" + "\n".join(lines))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return import_module(f"hpcdist.bench.{argv[0]}").main(argv[1:]) or 0
+    first = all(os.environ.get(v, "0") == "0" for v in _RANK_VARS)
+    if first:
+        print(header(" ".join(argv)), flush=True)
+    rc = import_module(f"hpcdist.bench.{argv[0]}").main(argv[1:]) or 0
+    if first:
+        print(footer(), flush=True)
+    return rc
 
 
 if __name__ == "__main__":

@@ -260,7 +260,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    ap = _parser()
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.workloads.split(",")) - set(WORKLOADS))
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; the workloads are {list(WORKLOADS)}")
     comm = MPI.COMM_WORLD
     sizes = [int(s) for s in args.ranks_hint.split(",") if s]
     if comm.size == 1 and sizes and sizes != [1]:
