@@ -1,12 +1,13 @@
-"""Run-directory outputs: metrics.jsonl, summary.json, curves.png and a progress line."""
+"""Run-directory outputs: metrics.jsonl, summary.json, curves.png, the epoch and closing lines.
+
+(The progress bar or lines are hpcdist.progress.)
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,105 +166,6 @@ def plot_curves(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     path = Path(out) if out is not None else Path(run_dir) / CURVES_FILE
     fig.savefig(path, format="png")
     return path
-
-
-def _default_enabled() -> bool:
-    from . import runtime
-
-    return runtime.rank() == 0
-
-
-class Progress:
-    """Per-epoch progress on rank 0: tqdm on a terminal, plain lines otherwise.
-
-    Plain mode prints a line each time another `every_fraction` of `total` is
-    done or `every_s` seconds have passed, and a last line at close().
-    """
-
-    def __init__(
-        self,
-        total: int,
-        desc: str = "",
-        *,
-        enabled: bool | None = None,
-        stream: TextIO | None = None,
-        every_fraction: float = 0.1,
-        every_s: float = 30.0,
-        use_tqdm: bool | None = None,
-    ):
-        if total < 0:
-            raise ValueError(f"total must be >= 0, got {total}")
-        self.total, self.desc, self.n = int(total), desc, 0
-        self.enabled = _default_enabled() if enabled is None else enabled
-        self.stream = stream if stream is not None else sys.stdout
-        self.every_fraction, self.every_s = every_fraction, every_s
-        self._start = self._last_print = time.monotonic()
-        self._next_n = self._step_n()
-        self._postfix: dict = {}
-        self._printed_n = -1
-        self._bar = self._make_tqdm(use_tqdm) if self.enabled else None
-
-    def _make_tqdm(self, use_tqdm: bool | None):
-        if use_tqdm is None:
-            use_tqdm = bool(getattr(self.stream, "isatty", lambda: False)())
-        if not use_tqdm:
-            return None
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.total, desc=self.desc, file=self.stream, dynamic_ncols=True)
-
-    def _step_n(self) -> int:
-        return max(1, int(np.ceil(self.total * self.every_fraction)))
-
-    def update(self, n: int = 1, **postfix) -> None:
-        """Count `n` more items done; keyword values (loss=...) are shown with the count."""
-        self.n += n
-        self._postfix.update(postfix)
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(n)
-            if postfix:
-                self._bar.set_postfix(self._postfix, refresh=False)
-            return
-        now = time.monotonic()
-        if self.n >= self._next_n or now - self._last_print >= self.every_s:
-            self._print_line(now)
-            while self._next_n <= self.n:
-                self._next_n += self._step_n()
-
-    def _print_line(self, now: float) -> None:
-        elapsed = now - self._start
-        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        rate = f" {self.n / elapsed:.1f} it/s" if elapsed > 0 else ""
-        extra = "".join(f" {k}={_fmt(v)}" for k, v in self._postfix.items())
-        head = f"{self.desc}: " if self.desc else ""
-        line = f"{head}{self.n}/{self.total}{pct}{rate} {elapsed:.1f}s{extra}\n"
-        self.stream.write(line)
-        self.stream.flush()
-        self._last_print, self._printed_n = now, self.n
-
-    def close(self) -> None:
-        """Finish the bar, or print the last plain line if the last count was not shown."""
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        elif self._printed_n != self.n:
-            self._print_line(time.monotonic())
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def epoch_line(record: Mapping) -> str:

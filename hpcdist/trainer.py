@@ -27,6 +27,7 @@ from . import config as config_mod
 from .checkpoint import CheckpointManager
 from .exchange import registry
 from .guard import Guard
+from .progress import Progress
 from .trainstate import TrainState
 
 #: Exit status of a run that checkpointed after SIGTERM/SIGUSR1 (jobscripts requeue on it).
@@ -141,7 +142,7 @@ class Trainer:
     def _epoch(self) -> str | None:
         """One epoch (or its rest): train, evaluate, log, checkpoint; why it stopped, or None."""
         t0, step0, ex0 = time.perf_counter(), self.step, self.exchange.stats.seconds
-        with metrics.Progress(
+        with Progress(
             self.steps_per_epoch,
             f"epoch {self.epoch + 1}/{self.cfg.epochs}",
             enabled=self.is_root and self.cfg.progress,
@@ -226,7 +227,7 @@ class Trainer:
             loss = self.train_step(xp.asarray(batch[0]), xp.asarray(batch[1]))
             loss_sum, seen = loss_sum + loss * len(batch[1]), seen + len(batch[1])
             self.sums = (loss_sum, seen)
-            progress.update(1, loss=f"{loss_sum / seen:.4f}")
+            progress.update(1, **{"train loss so far (rank 0)": loss_sum / seen})
             if self.cfg.max_steps and self.step >= self.cfg.max_steps:
                 return "max_steps"
             if self.step % PREEMPT_CHECK_EVERY == 0 and self._preempted():

@@ -1,6 +1,5 @@
-"""Run-directory outputs: metrics.jsonl, atomic summary.json, curves PNG, progress lines."""
+"""Run-directory outputs: metrics.jsonl, atomic summary.json, curves PNG."""
 
-import io
 import json
 import os
 import sys
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from hpcdist import metrics
-from hpcdist.metrics import MetricsLogger, Progress, plot_curves, read_metrics, write_summary
+from hpcdist.metrics import MetricsLogger, plot_curves, read_metrics, write_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -104,46 +103,3 @@ def test_plot_curves_without_matplotlib_warns(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="matplotlib is not available"):
         assert plot_curves(tmp_path) is None
     assert not (tmp_path / "curves.png").exists()
-
-
-def test_progress_plain_lines_every_tenth(tmp_path):
-    out = io.StringIO()
-    with Progress(50, "epoch 3", enabled=True, stream=out, every_s=1e9) as bar:
-        for i in range(50):
-            bar.update(loss=1.0 / (i + 1))
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 10  # at 5, 10, ..., 50 of 50
-    assert [line.split()[2] for line in lines] == [f"{5 * k}/50" for k in range(1, 11)]
-    assert lines[-1].startswith("epoch 3: 50/50 (100%)") and "loss=0.02" in lines[-1]
-
-
-def test_progress_time_based_and_final_line(monkeypatch):
-    out, clock = io.StringIO(), [0.0]
-    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
-    bar = Progress(1000, enabled=True, stream=out, every_s=5.0)
-    for _ in range(7):
-        clock[0] += 3.0
-        bar.update(1)
-    bar.close()  # 7/1000 was not shown yet: close prints it
-    lines = out.getvalue().splitlines()
-    assert [line.split()[0] for line in lines] == ["2/1000", "4/1000", "6/1000", "7/1000"]
-    assert lines[0] == "2/1000 (0%) 0.3 it/s 6.0s"
-
-
-def test_progress_disabled_prints_nothing_and_non_tty_avoids_tqdm():
-    out = io.StringIO()
-    with Progress(10, enabled=False, stream=out) as bar:
-        bar.update(10)
-    assert out.getvalue() == ""
-    with Progress(10, enabled=True, stream=out) as bar:
-        assert bar._bar is None  # StringIO is not a terminal
-    assert out.getvalue().startswith("0/10 (0%)") and out.getvalue().count("\n") == 1
-
-
-def test_progress_uses_tqdm_when_asked():
-    pytest.importorskip("tqdm")
-    out = io.StringIO()
-    with Progress(20, "train", enabled=True, stream=out, use_tqdm=True) as bar:
-        assert bar._bar is not None
-        bar.update(20, loss=0.5)
-    assert "train" in out.getvalue() and "20/20" in out.getvalue()

@@ -9,30 +9,14 @@ import sys
 import numpy as np
 
 from ..errors import DataError
+from ..progress import Progress
 from .readers import CSVReader
 from .sources import read_manifest, write_manifest
 
 
-def _progress(total: int, desc: str):
-    """tqdm when installed, else a plain line per update."""
-    try:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr)
-    except ImportError:
-        return _Lines(total, desc)
-
-
-class _Lines:
-    def __init__(self, total, desc):
-        self.total, self.desc, self.n = total, desc, 0
-
-    def update(self, k):
-        self.n += k
-        print(f"{self.desc}: {self.n}/{self.total} records", file=sys.stderr, flush=True)
-
-    def close(self):
-        pass
+def _progress(total: int, desc: str) -> Progress:
+    """A bar on a terminal, else a line every 10 s and one at the end (hpcdist.progress)."""
+    return Progress(total, desc, stream=sys.stderr, unit="records", every_s=10.0)
 
 
 def load_csv(paths, label_column: int, skip_header: int, on_bad: str, quarantine):
