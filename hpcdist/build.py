@@ -95,6 +95,15 @@ def model(cfg, num_features: int, num_classes: int, xp, rank: int) -> nn.Module:
     return net
 
 
+def layout(cfg, roles):
+    """The 2-D layout (hpcdist.parallel.Layout2D) --model-parallel asks for, else None."""
+    if cfg.model_parallel == "none":
+        return None
+    from .parallel.layout import Layout2D
+
+    return Layout2D(roles.job_comm, cfg.mp_size, timeout=cfg.timeout)
+
+
 def optimizer(cfg, params) -> nn.Optimizer:
     return OPTIMIZERS[cfg.optimizer](params, cfg)
 

@@ -103,6 +103,12 @@ class TrainConfig:
     timeout: float | None = setting(
         None, _TIMEOUT, metavar="SECONDS", gt=0, check=_check_timeout, unset=_TIMEOUT_UNSET
     )
+    model_parallel: str = setting(
+        "none", "split the model over --mp-size ranks", choices=("none", "tensor", "pipeline")
+    )
+    mp_size: int = setting(2, "ranks per model-parallel group (units or stages)", metavar="K", ge=1)
+    micro_batches: int = setting(4, "micro-batches per pipeline step", metavar="M", ge=1)
+    pipeline_schedule: str = setting("1f1b", "pipeline schedule", choices=("gpipe", "1f1b"))
 
     def to_dict(self) -> dict:
         """Every setting by name (lists copied), as checkpoints and summary.json store it."""

@@ -17,6 +17,7 @@ def announce(tr) -> None:
         f"hpcdist: {tr.comm.size} rank(s) on {info.num_nodes} node(s), device "
         f"{tr.placement.device.device_type}, {tr.placement.threads} thread(s) per rank\n"
         f"{tr.roles.describe()}\n"
+        f"{tr.layout.describe() + chr(10) if getattr(tr, 'layout', None) else ''}"
         f"  data      {train.num_records} train / {val.num_records} val records, "
         f"{train.num_features} features, {train.num_classes} classes\n"
         f"  model     {type(tr.model).__name__} of {len(tr.params)} parameter arrays, "

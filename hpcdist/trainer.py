@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import agreement, build, cluster, devices, metrics, nn, report, runtime, timeline
+from . import agreement, build, cluster, devices, metrics, nn, parallel, report, runtime, timeline
 from . import config as config_mod
 from .checkpoint import CheckpointManager
 from .exchange import registry
@@ -69,7 +69,10 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self._build_parts(model, optimizer, exchange)
         self.ckpt = CheckpointManager(
-            self.run_dir / "checkpoints", keep=cfg.keep_checkpoints, guard=self.guard
+            self.run_dir / "checkpoints",
+            keep=cfg.keep_checkpoints,
+            guard=self.guard,
+            **parallel.checkpoints.slots(self.layout),  # a split model: one slot per replica
         )
         self.state = TrainState(self)
         self.step, self.epoch = 0, 0
@@ -78,7 +81,8 @@ class Trainer:
 
     def _build_parts(self, model, optimizer, exchange) -> None:
         cfg = self.cfg
-        self.data_comm = self.roles.job_comm
+        self.layout = build.layout(cfg, self.roles)  # model-parallel groups x replicas, or None
+        self.data_comm = self.layout.dp_comm if self.layout else self.roles.job_comm
         self.data_guard = (
             self.guard if self.data_comm.size == self.comm.size else Guard(self.data_comm)
         )
@@ -88,9 +92,14 @@ class Trainer:
         self.model = model or build.model(
             cfg, split.num_features, split.num_classes, self.xp, self.data_comm.rank
         )
-        self.params = self.model.parameters()
-        facts = {"data": self.data.fingerprint, "model": build.model_shapes(self.params)}
+        shapes = build.model_shapes(self.model.parameters())  # of the unsplit model
+        facts = {"data": self.data.fingerprint, "model": shapes}
         agreement.check(self.guard, "data and model", facts)
+        if self.layout is not None:  # this rank keeps its part of the unsplit model
+            if exchange is not None:
+                raise ValueError("--model-parallel builds its own exchange; pass none")
+            self.model, exchange = parallel.split_for_training(cfg, self.model, self.layout)
+        self.params = self.model.parameters()
         self.exchange = exchange or registry.create(cfg.exchange, self.roles, cfg)
         self.model.bind_grads(self.exchange.attach([p.data for p in self.params]))
         self.exchange.broadcast_parameters([p.data for p in self.params], root=0)
@@ -242,11 +251,15 @@ class Trainer:
     def train_step(self, x, y) -> float:
         """Forward, backward, exchange, update; this rank's mean loss on the batch."""
         tl = self.tl
-        with tl.span("forward"):
-            logits = self.model.forward(x)
-            loss, dlogits = nn.softmax_cross_entropy(logits, y)
-        with tl.span("backward"):
-            self.model.backward(dlogits, input_grad=False, **self.backward_kw)
+        if hasattr(self.model, "train_batch"):  # a pipeline runs forward and backward together
+            with tl.span("pipeline"):
+                loss = self.model.train_batch(x, y)
+        else:
+            with tl.span("forward"):
+                logits = self.model.forward(x)
+                loss, dlogits = nn.softmax_cross_entropy(logits, y)
+            with tl.span("backward"):
+                self.model.backward(dlogits, input_grad=False, **self.backward_kw)
         with tl.span("exchange"):
             result = self.exchange.synchronize()
         if self.exchange.updates != "parameters" and not result.skip:

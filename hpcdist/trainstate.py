@@ -22,6 +22,7 @@ import numpy as np
 from . import build, metrics
 from .backend import to_numpy
 from .checkpoint import CheckpointError, CheckpointWarning, expected_spec
+from .parallel import checkpoints as parallel_checkpoints
 
 #: Settings a resume must share with the checkpoint's run.
 REFUSED = ("model", "hidden", "activation", "optimizer", "batch_size", "seed", "compression")
@@ -61,13 +62,19 @@ class TrainState:
         """Checkpoint now (collective); returns the file's path."""
         tr = self.tr
         arrays, meta = self.arrays()
-        return tr.ckpt.save(tr.step, tr.epoch, arrays, meta)
+        shards, layout = (), getattr(tr, "layout", None)
+        if layout is not None:  # a split model: whole arrays joined from every rank's slice
+            arrays, shards = parallel_checkpoints.save_parts(tr.exchange, layout, arrays)
+        return tr.ckpt.save(tr.step, tr.epoch, arrays, meta, shards=shards)
 
     def restore(self) -> bool:
         """Load the newest checkpoint every rank agrees on; False when there is none."""
         tr = self.tr
         arrays, _ = self.arrays()
         expected = expected_spec({"params": arrays["params"]})
+        layout = getattr(tr, "layout", None)
+        if layout is not None:
+            expected = tr.exchange.whole_spec(arrays)
         with warnings.catch_warnings():
             if not tr.is_root:  # the warning names every rank's reason; say it once
                 warnings.simplefilter("ignore", CheckpointWarning)
@@ -76,6 +83,8 @@ class TrainState:
             return False
         self._check(ckpt)
         groups = ckpt.arrays
+        if layout is not None:  # this rank's slices and its replica's per-rank groups
+            groups = parallel_checkpoints.restore_groups(tr.exchange, layout, groups)
         tr.model.load_state_dict({**groups["params"], **groups.get("rng", {})})
         tr.optimizer.load_state_dict({**ckpt.meta["optimizer"], **groups.get("optimizer", {})})
         tr.data.train.load_state_dict(groups.get("pipeline", {}))

@@ -51,6 +51,10 @@ DEFAULTS = {
     "progress": True,
     "max_steps": 0,
     "timeout": None,
+    "model_parallel": "none",
+    "mp_size": 2,
+    "micro_batches": 4,
+    "pipeline_schedule": "1f1b",
 }
 
 # Every flag and the default its help shows (the flags that existed before the
@@ -94,6 +98,10 @@ FLAGS = {
     "--no-progress": "progress = true",
     "--max-steps": "0",
     "--timeout": "$HPCDIST_TIMEOUT, else $HPCDIST_EXCHANGE_TIMEOUT, else 300",
+    "--model-parallel": "none",
+    "--mp-size": "2",
+    "--micro-batches": "4",
+    "--pipeline-schedule": "1f1b",
 }
 
 

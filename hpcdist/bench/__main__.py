@@ -18,6 +18,7 @@ BENCHMARKS = {
     "reader": "input pipeline samples/s against a raw h5py read of the same shards",
     "train": "one training step against PyTorch, and weak scaling of the full loop",
     "overlap": "how much of the gradient exchange backward hides (hpcdist.train --overlap or not)",
+    "parallel": "the pipeline bubble measured over K stage ranks, beside (K-1)/(M+K-1)",
 }
 
 
