@@ -201,6 +201,8 @@ class Trainer:
                 f"pre-empted by {self.preemption.signal_name or 'a signal'}"
                 if status == "preempted"
                 else f"max steps ({self.cfg.max_steps})"
+                if status == "max_steps"
+                else f"stopped ({status})"  # a subclass's train_epoch status, e.g. "pruned"
             )
             print(
                 f"hpcdist: {why} at epoch {self.epoch + 1}, step {self.step}; checkpoint {path}",

@@ -16,7 +16,8 @@ out=$(mktemp -d /tmp/hpcdist-smoke.XXXXXX)
 declare -A pids
 for script in "${scripts[@]}"; do
   name=$(basename "$script" .sbatch)
-  # --wait makes sbatch exit with the job's exit code once it ends.
+  # --wait makes sbatch exit with the job's exit code once it ends; for a job array
+  # (search_array.sbatch) once every task has ended, with the highest task exit code.
   (cd "$root" && exec timeout "$limit" sbatch --wait --output="$out/$name-%j.out" "$script") \
     >"$out/$name.sbatch.log" 2>&1 &
   pids[$name]=$!
