@@ -131,7 +131,7 @@ class PipelineModel(Module):
         for p, total in zip(self.parameters(), run.acc, strict=True):
             p.grad[...] = total
         loss = np.array([run.loss if self.last else 0.0])
-        self.traffic.allreduce(loss, self.stages)
+        self.traffic.add_allreduce(loss, self.stages)
         return float(self.guard.allreduce(loss, what="the pipeline's batch loss")[0])
 
     def exchange(self, ops, send: dict, recv: dict, shapes: dict, xp) -> None:
@@ -141,7 +141,7 @@ class PipelineModel(Module):
             tag = 2 * op.micro + (op.what == "grad")
             if op.kind == "send":
                 out = to_numpy(send.pop((op.what, op.micro)))
-                self.traffic.send(out)
+                self.traffic.add_send(out)
                 reqs.append(self.comm.Isend(out, op.peer, tag))
             else:
                 buf = np.empty(shapes[op.what, op.micro], dtype=self.dtype)

@@ -67,7 +67,7 @@ class ColumnParallelDense(Module):
         whole = xp.zeros((y.shape[0], self.full), dtype=y.dtype)
         whole[:, self.lo : self.hi] = y
         if self.training:
-            self.traffic.allreduce(whole, self.guard.size)
+            self.traffic.add_allreduce(whole, self.guard.size)
         return _allreduce(self.guard, whole, f"the output units of {self.weight.name}")
 
     def backward(self, dout, input_grad: bool = True):
@@ -80,7 +80,7 @@ class ColumnParallelDense(Module):
         if not input_grad:
             return None
         part = xp.matmul(dout, self.weight.data.T)
-        self.traffic.allreduce(part, self.guard.size)
+        self.traffic.add_allreduce(part, self.guard.size)
         return _allreduce(self.guard, part, f"the input gradient of {self.weight.name}")
 
     def parameters(self) -> list[Parameter]:
@@ -99,7 +99,7 @@ class RowParallelDense(Module):
         self._x = x
         part = get_array_module(x).matmul(x, self.weight.data)
         if self.training:
-            self.traffic.allreduce(part, self.guard.size)
+            self.traffic.add_allreduce(part, self.guard.size)
         y = _allreduce(self.guard, part, f"the partial products of {self.weight.name}")
         y += self.bias.data
         return y

@@ -20,10 +20,10 @@ class Traffic:
     def __init__(self):
         self.bytes = 0
 
-    def allreduce(self, array, size: int) -> None:
+    def add_allreduce(self, array, size: int) -> None:
         self.bytes += ring_bytes(array.nbytes, size)
 
-    def send(self, array) -> None:
+    def add_send(self, array) -> None:
         self.bytes += array.nbytes
 
 
