@@ -125,6 +125,13 @@ def pin_device(
     if spec.device_type == "gpu":
         limit = _pin_gpu(spec.index, info, n_gpus, memory_fraction)
         return Placement(spec, backend.require_cupy(), n_threads, limit)
+    if memory_fraction is not None:  # said, not silently dropped
+        warnings.warn(
+            f"rank {info.rank} runs on {spec}: memory_fraction={memory_fraction} caps a GPU's "
+            "memory pool and is ignored here",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return Placement(spec, np, n_threads)
 
 
@@ -144,6 +151,15 @@ def _requested(device, info: runtime.RankInfo, task) -> DeviceSpec:
         spec = DeviceSpec("gpu", info.local_rank % n if n else 0)
     job = getattr(task, "job", spec.job)
     index = getattr(task, "index", spec.task)
+    other_job = spec.job is not None and spec.job != job
+    if other_job or (spec.task is not None and spec.task != index):
+        warnings.warn(  # said, not silently rewritten
+            f"device {device!r} names another task than this rank's (/job:{job}/task:{index}): "
+            "a rank runs on its own task; a variable goes to a ps task through the ps "
+            "exchange's placement (docs/ps.md). This rank uses the device type only.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return DeviceSpec(spec.device_type, spec.index, job, index)
 
 

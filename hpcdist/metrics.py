@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+
+from .rundir import check_run_dir, open_append, replace_file
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -40,7 +41,8 @@ class MetricsLogger:
         self._file: TextIO | None = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            check_run_dir(self.path.parent)
+            self._file = open_append(self.path)
 
     def log(self, record: Mapping) -> dict:
         """Write `record` (e.g. {"epoch": 3, "train_loss": 0.4, "val_acc": 0.9}) as one line."""
@@ -102,17 +104,7 @@ def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int) -> int:
 
 
 def _replace_text(path: Path, text: str) -> None:
-    """Write `text` to a new file beside `path`, fsync it, rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def write_summary(run_dir: str | os.PathLike, summary: Mapping) -> Path:
@@ -164,7 +156,7 @@ def plot_curves(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
             ax.legend()
     fig.tight_layout()
     path = Path(out) if out is not None else Path(run_dir) / CURVES_FILE
-    fig.savefig(path, format="png")
+    replace_file(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 

@@ -154,15 +154,22 @@ def leader_comm() -> MPI.Comm:
 ABORT_GRACE_S = 1.0
 #: Set to 1 to get the traceback of an hpcdist error too (it is left out: the message says it).
 TRACEBACK_ENV = "HPCDIST_TRACEBACK"
+#: Exit status of a job ended by Ctrl-C outside the training loop (or by a second Ctrl-C).
+INTERRUPTED_EXIT_CODE = 130
+INTERRUPTED_MESSAGE = "interrupted (Ctrl-C / SIGINT)"
 
 
 def abort(message: str, exitcode: int = 1, grace_s: float = ABORT_GRACE_S) -> None:
     """Print `message` tagged with this rank, give the launcher a moment, end the whole job."""
     comm = MPI.COMM_WORLD
     where = f"rank {comm.rank} of {comm.size} on {socket.gethostname()}"
-    sys.stderr.write(f"hpcdist: {where}: {message.rstrip()}\nhpcdist: aborting the job\n")
-    sys.stderr.flush()
-    sys.stdout.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, RuntimeError):  # closed, or re-entered from a signal handler
+            pass
+    # One os.write: nothing buffered to lose, safe inside a signal handler.
+    os.write(2, f"hpcdist: {where}: {message.rstrip()}\nhpcdist: aborting the job\n".encode())
     if grace_s:
         time.sleep(grace_s)
     if comm.size > 1:
@@ -171,6 +178,10 @@ def abort(message: str, exitcode: int = 1, grace_s: float = ABORT_GRACE_S) -> No
 
 
 def _excepthook(exc_type, exc, tb) -> None:
+    if issubclass(exc_type, KeyboardInterrupt) and MPI.COMM_WORLD.size > 1:
+        # Left to itself Python would go on to MPI_Finalize and wait there for ranks
+        # that are still in a collective (Ctrl-C hung jobs that way, or they crashed).
+        abort(INTERRUPTED_MESSAGE, exitcode=INTERRUPTED_EXIT_CODE, grace_s=0.5)
     if issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
         sys.__excepthook__(exc_type, exc, tb)
         return
@@ -196,37 +207,64 @@ def install_abort_hooks() -> None:
 
 # --- pre-emption signals ----------------------------------------------------
 
-PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+#: A SIGINT this many seconds after the first is a second Ctrl-C (sooner: mpiexec's copy).
+SECOND_SIGINT_S = 1.0
 
 
 class Preemption:
-    """Records SIGTERM/SIGUSR1 so the training loop can checkpoint and exit.
+    """Records SIGTERM/SIGUSR1/SIGINT so the training loop can checkpoint and exit.
 
     A signal handler cannot run MPI collectives; it only sets a flag. The
     loop polls `requested` at step boundaries (and agrees across ranks).
+    Ctrl-C in a terminal sends SIGINT to mpiexec and every rank: the first
+    one is a pre-emption like SIGTERM (rank 0 says so); a second SIGINT on a
+    rank aborts the job at once, without a checkpoint (exit status 130). mpiexec
+    forwards the terminal's SIGINT too, so a rank can get two at once: only one
+    that comes SECOND_SIGINT_S after the first counts as the second Ctrl-C.
     """
 
     def __init__(self):
         self._event = threading.Event()
         self.signal_name: str | None = None
+        self._previous: dict = {}
+        self._first_sigint: float | None = None
 
     @property
     def requested(self) -> bool:
         return self._event.is_set()
 
     def _handler(self, signum, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and self._first_sigint is not None:
+            if time.monotonic() - self._first_sigint >= SECOND_SIGINT_S:
+                abort(f"{INTERRUPTED_MESSAGE} again: no checkpoint", INTERRUPTED_EXIT_CODE, 0.5)
+            return
+        if name == "SIGINT":
+            self._first_sigint = time.monotonic()
+        if name == "SIGINT" and MPI.COMM_WORLD.rank == 0:
+            # os.write, not print: the handler may interrupt a print of the main thread.
+            os.write(
+                2,
+                b"hpcdist: interrupted (Ctrl-C): stopping at the next step check with a "
+                b"checkpoint; Ctrl-C again to abort at once without one\n",
+            )
+        self.signal_name = self.signal_name or name
         self._event.set()
 
     def install(self, names=PREEMPTION_SIGNALS) -> Preemption:
         """Route `names` to this object (main thread only)."""
         for name in names:
-            signal.signal(getattr(signal, name), self._handler)
+            signum = getattr(signal, name)
+            self._previous.setdefault(name, signal.getsignal(signum))
+            signal.signal(signum, self._handler)
         return self
 
     def uninstall(self, names=PREEMPTION_SIGNALS) -> None:
+        """Put back the handlers found at install() (Python's KeyboardInterrupt for SIGINT)."""
         for name in names:
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
+            previous = self._previous.pop(name, signal.SIG_DFL)
+            signal.signal(getattr(signal, name), signal.SIG_DFL if previous is None else previous)
 
 
 def catch_preemption(names=PREEMPTION_SIGNALS) -> Preemption:

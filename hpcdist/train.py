@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m hpcdist.train",
         description="Data-parallel training of an MLP over MPI ranks. With no --data it trains "
         "on the handwritten digits scikit-learn ships (8x8, 10 classes). Writes metrics.jsonl, "
-        "summary.json, curves.png and checkpoints into --run-dir. SIGTERM or SIGUSR1 "
+        "summary.json, curves.png and checkpoints into --run-dir. SIGTERM, SIGUSR1 or Ctrl-C "
         f"checkpoints and exits with status {PREEMPTED_EXIT_CODE}; --resume continues exactly.",
     )
     config.add_arguments(p)

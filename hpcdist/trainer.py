@@ -25,8 +25,10 @@ import numpy as np
 from . import agreement, build, cluster, devices, metrics, nn, parallel, report, runtime, timeline
 from . import config as config_mod
 from .checkpoint import CheckpointManager
+from .errors import NonFiniteGradientError
 from .exchange import registry
 from .guard import Guard
+from .nonfinite import name_nonfinite_input
 from .progress import Progress
 from .trainstate import TrainState
 
@@ -263,7 +265,11 @@ class Trainer:
             with tl.span("backward"):
                 self.model.backward(dlogits, input_grad=False, **self.backward_kw)
         with tl.span("exchange"):
-            result = self.exchange.synchronize()
+            try:
+                result = self.exchange.synchronize()
+            except NonFiniteGradientError as ex:  # name the rank whose input it was
+                where = f"epoch {self.epoch + 1}, step {self.step + 1}"
+                raise name_nonfinite_input(self.guard, x, ex, where) from ex
         if self.exchange.updates != "parameters" and not result.skip:
             with tl.span("optimizer"):
                 self.schedule.apply(self.optimizer, self.step)

@@ -93,12 +93,17 @@ def test_thread_limit_applies_to_blas(monkeypatch):
 
 @pytest.mark.mpi
 def test_default_threads_share_the_cores(comm, monkeypatch):
+    """On 8 (pretend) cores the node's ranks share them without oversubscribing: the
+    expected counts are written out, not the formula recomputed."""
     import os
 
     no_gpu(monkeypatch)
-    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: set(range(8)))
     placement = hpcdist.pin_device("cpu")
-    assert placement.threads == max(1, cores // hpcdist.local_size())
+    node = hpcdist.runtime.local_comm()
+    expected = {1: 8, 2: 4, 3: 2, 4: 2}[node.size]
+    assert placement.threads == expected and os.environ["OMP_NUM_THREADS"] == str(expected)
+    assert node.allreduce(placement.threads) <= 8
 
 
 @pytest.mark.gpu
@@ -110,3 +115,15 @@ def test_gpu_pinned_by_local_rank():
     assert placement.is_gpu and placement.xp is cupy
     assert placement.device.index == hpcdist.local_rank() % n
     assert cupy.cuda.Device().id == placement.device.index
+
+
+def test_memory_fraction_on_a_cpu_rank_warns(monkeypatch):
+    """Was: ignored without a word when the rank landed on the CPU."""
+    no_gpu(monkeypatch)
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"memory_fraction=0.3 caps a GPU's memory pool and "
+        r"is ignored here",
+    ):
+        placement = hpcdist.pin_device("auto", threads=1, memory_fraction=0.3)
+    assert placement.device.device_type == "cpu" and placement.gpu_memory_limit is None

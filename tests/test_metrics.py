@@ -1,4 +1,4 @@
-"""Run-directory outputs: metrics.jsonl, atomic summary.json, curves PNG."""
+"""Run-directory outputs: metrics.jsonl, atomic summary.json, curves PNG, progress lines."""
 
 import json
 import os
@@ -103,3 +103,67 @@ def test_plot_curves_without_matplotlib_warns(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="matplotlib is not available"):
         assert plot_curves(tmp_path) is None
     assert not (tmp_path / "curves.png").exists()
+
+
+def _planted(tmp_path, name: str):
+    """A file of the running user, and a link to it planted in the run dir under `name`."""
+    run, victim = tmp_path / "run", tmp_path / "precious.txt"
+    run.mkdir(exist_ok=True)
+    victim.write_text("mine")
+    (run / name).symlink_to(victim)
+    return run, victim
+
+
+@pytest.mark.parametrize("name", ["curves.png", "summary.json", "metrics.jsonl-rewrite"])
+def test_outputs_replace_a_planted_link_never_write_through_it(tmp_path, name):
+    """Was: curves.png, a link to the user's file, had the plot written over that file."""
+    real = name.removesuffix("-rewrite")
+    run, victim = _planted(tmp_path, real)
+    if real == "curves.png":
+        with MetricsLogger(tmp_path / "src") as log:
+            for r in epoch_records(3):
+                log.log(r)
+        plot_curves(tmp_path / "src", out=run / real)
+    elif real == "summary.json":
+        write_summary(run, {"status": "finished"})
+    else:  # resume cuts metrics.jsonl back: a new file replaces the link
+        victim.write_text('{"epoch": 1}\n{"epoch": 2}\n')
+        assert metrics.truncate_metrics(run, last_epoch=1) == 1
+        assert (run / real).read_text() == '{"epoch": 1}\n'
+    before = '{"epoch": 1}\n{"epoch": 2}\n' if real == "metrics.jsonl" else "mine"
+    assert victim.read_text() == before
+    assert not (run / real).is_symlink() and (run / real).stat().st_size > 0
+
+
+def test_metrics_log_refuses_a_planted_link(tmp_path):
+    run, victim = _planted(tmp_path, "metrics.jsonl")
+    with pytest.raises(OSError, match="metrics.jsonl is a symbolic link: refusing"):
+        MetricsLogger(run)
+    assert victim.read_text() == "mine"
+
+
+def test_every_output_file_gets_the_same_mode(tmp_path):
+    """Was: summary.json 0600 (mkstemp's mode), metrics.jsonl and curves.png 0644."""
+    with MetricsLogger(tmp_path) as log:
+        for r in epoch_records(3):
+            log.log(r)
+    write_summary(tmp_path, {"status": "finished"})
+    plot_curves(tmp_path)
+    metrics.truncate_metrics(tmp_path, last_epoch=1)  # rewritten through a temporary file
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert modes == dict.fromkeys(["metrics.jsonl", "summary.json", "curves.png"], 0o666 & ~mask)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a directory to another user")
+def test_run_dir_of_another_user_is_refused_when_anyone_may_write(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 4321, 4321)
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match=r"belongs to uid 4321 and anyone may write"):
+        MetricsLogger(shared)
+    shared.chmod(0o755)
+    with pytest.warns(UserWarning, match="belongs to uid 4321, not to you"):
+        MetricsLogger(shared).close()

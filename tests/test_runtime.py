@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -77,3 +78,48 @@ def test_rank_info_singleton_without_launcher():
     assert isinstance(info, hpcdist.RankInfo)
     assert 0 <= info.rank < info.size
     assert np.all(np.array([info.local_rank, info.node_index]) >= 0)
+
+
+def _deliver(flag, name: str) -> None:
+    os.kill(os.getpid(), getattr(signal, name))
+    for _ in range(1000):  # the Python-level handler runs at a bytecode boundary
+        if flag.requested:
+            break
+
+
+def test_ctrl_c_is_a_preemption_and_a_second_one_aborts(monkeypatch):
+    aborts = []
+    monkeypatch.setattr(runtime, "abort", lambda msg, code, grace: aborts.append((msg, code)))
+    flag = runtime.catch_preemption()
+    try:
+        _deliver(flag, "SIGINT")
+        assert flag.requested and flag.signal_name == "SIGINT" and not aborts
+        _deliver(flag, "SIGINT")  # at once: mpiexec's forwarded copy of the same Ctrl-C
+        assert not aborts
+        monkeypatch.setattr(runtime, "SECOND_SIGINT_S", 0.0)
+        _deliver(flag, "SIGINT")  # later: the user pressed Ctrl-C again
+        assert aborts == [("interrupted (Ctrl-C / SIGINT) again: no checkpoint", 130)]
+    finally:
+        flag.uninstall()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # KeyboardInterrupt back
+
+
+def test_keyboard_interrupt_aborts_instead_of_finalizing(monkeypatch):
+    """At size > 1 an uncaught KeyboardInterrupt aborted nothing: Python went on to
+    MPI_Finalize and waited there for ranks still in a collective."""
+    aborts = []
+    monkeypatch.setattr(runtime, "abort", lambda msg, exitcode, grace_s: aborts.append(exitcode))
+    monkeypatch.setattr(runtime, "MPI", SimpleNamespace(COMM_WORLD=SimpleNamespace(size=2)))
+    runtime._excepthook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    assert aborts[:1] == [130]
+
+
+def test_abort_says_the_rank_in_one_write_then_exits(monkeypatch, capfd):
+    done = []
+    monkeypatch.setattr(runtime.os, "_exit", lambda code: done.append(code))
+    runtime.abort("the test's reason", exitcode=7, grace_s=0)
+    assert done == [7]
+    err = capfd.readouterr().err
+    where = f"rank {MPI.COMM_WORLD.rank} of {MPI.COMM_WORLD.size}"
+    assert f"hpcdist: {where} on {socket.gethostname()}: the test's reason\n" in err
+    assert err.endswith("hpcdist: aborting the job\n")

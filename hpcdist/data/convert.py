@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..progress import Progress
-from .readers import CSVReader
+from .readers import CSVReader, RecordKey, decode_line
 from .sources import read_manifest, write_manifest
 
 
@@ -19,27 +20,103 @@ def _progress(total: int, desc: str) -> Progress:
     return Progress(total, desc, stream=sys.stderr, unit="records", every_s=10.0)
 
 
-def load_csv(paths, label_column: int, skip_header: int, on_bad: str, quarantine):
-    """All records of CSV files: float32 features, int64 labels (from label_column)."""
-    with open(paths[0], encoding="utf-8") as f:
-        for _ in range(skip_header):
-            f.readline()
-        ncols = len(f.readline().split(","))
+def _columns_of(path: str, skip_header: int) -> int:
+    """The number of fields on the first data line of a CSV file."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno <= skip_header or not raw.strip():
+                continue
+            line = decode_line(RecordKey(path, lineno), raw, _refuse)
+            return len(next(csv.reader([line])))
+    raise DataError(f"{path}: no data lines after {skip_header} header line(s)")
+
+
+def _refuse(key, why, raw="") -> None:
+    raise DataError(f"{key}: bad record: {why}")
+
+
+def parse_record_defaults(text: str, ncols: int, label: int) -> list:
+    """--record-defaults "0,,1.5,0": one entry per column, empty = required (TF's decode_csv)."""
+    entries = next(csv.reader([text]))
+    if len(entries) != ncols:
+        raise DataError(f"--record-defaults has {len(entries)} entries, the CSV {ncols} columns")
+    out = []
+    for i, e in enumerate(entries):
+        typ = int if i == label else float
+        try:
+            out.append(typ if e.strip() == "" else typ(e))
+        except ValueError:
+            why = f"{e!r} is not {typ.__name__}"
+            raise DataError(f"--record-defaults entry {i + 1}: {why}") from None
+    return out
+
+
+def load_csv(
+    paths,
+    label_column: int,
+    skip_header: int,
+    on_bad: str,
+    quarantine,
+    *,
+    record_defaults: str | None = None,
+    num_classes: int | None = None,
+):
+    """All records of CSV files: float32 features, int64 labels (from label_column).
+
+    A label outside [0, num_classes) (or negative) is a bad record, under the same
+    policy as a field that does not parse.
+    """
+    ncols = _columns_of(paths[0], skip_header)
     label = label_column % ncols
-    defaults = [float] * ncols
-    defaults[label] = int
+    if record_defaults is None:
+        defaults = [float] * ncols
+        defaults[label] = int
+    else:
+        defaults = parse_record_defaults(record_defaults, ncols, label)
     reader = CSVReader(
         paths, defaults, skip_header_lines=skip_header, on_bad=on_bad, quarantine_path=quarantine
     )
     dtypes = ["f4"] * ncols
     dtypes[label] = "i8"
     xs, ys = [], []
-    for _, cols in reader.blocks(65536, dtypes):
-        ys.append(cols[label])
-        xs.append(np.stack([c for i, c in enumerate(cols) if i != label], axis=1))
-    if not xs:
+    for keys, cols in reader.blocks(65536, dtypes):
+        ok = _labels_in_range(reader, keys, cols[label], num_classes)
+        ys.append(cols[label][ok])
+        xs.append(np.stack([c[ok] for i, c in enumerate(cols) if i != label], axis=1))
+    if not xs or not sum(len(y) for y in ys):
         raise DataError(f"{paths}: no usable records")
     return np.concatenate(xs), np.concatenate(ys), reader.stats
+
+
+def _labels_in_range(reader, keys, labels, num_classes):
+    """Mask of records whose label is a class; the others go to the reader's bad policy."""
+    hi = num_classes if num_classes is not None else np.iinfo(np.int64).max
+    ok = (labels >= 0) & (labels < hi)
+    for i in np.flatnonzero(~ok):
+        want = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+        reader.reject(keys[i], f"label {labels[i]} outside the classes {want}")
+    return ok
+
+
+def check_finite(x, where: str) -> None:
+    """DataError naming the first record with NaN or inf among its features."""
+    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    if bad.size:
+        raise DataError(
+            f"{where}: record {bad[0]}: NaN or inf among its features ({bad.size} such record(s))"
+        )
+
+
+def check_labels(y, num_classes, where: str) -> None:
+    """DataError naming the first record whose label is not a class."""
+    hi = num_classes if num_classes is not None else np.iinfo(np.int64).max
+    bad = np.flatnonzero((y < 0) | (y >= hi))
+    if bad.size:
+        want = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+        raise DataError(
+            f"{where}: record {bad[0]}: label {y[bad[0]]} outside the classes {want} "
+            f"({bad.size} such record(s))"
+        )
 
 
 def load_numpy(paths, features_key: str, labels_key: str, labels_path: str | None):
@@ -78,6 +155,7 @@ def write_shards(
     chunk_rows: int = 1024,
     prefix: str = "shard",
     compression: str | None = None,
+    facts: dict | None = None,
 ) -> str:
     """Split records into num_shards files (chunked along samples); returns the manifest path.
 
@@ -108,6 +186,7 @@ def write_shards(
         feature_shape=list(x.shape[1:]),
         feature_dtype=str(x.dtype),
         label_dtype=str(y.dtype),
+        **(facts or {}),
     )
 
 
@@ -126,7 +205,8 @@ def verify(manifest: str, x=None, y=None) -> int:
         if len(fx) != n or len(fy) != n:
             raise DataError(f"{path}: manifest says {n} records, file has {len(fx)}/{len(fy)}")
         if x is not None and not (
-            np.array_equal(fx, x[start : start + n]) and np.array_equal(fy, y[start : start + n])
+            np.array_equal(fx, x[start : start + n], equal_nan=True)
+            and np.array_equal(fy, y[start : start + n])
         ):
             raise DataError(f"{path}: contents differ from the input records {start}..{start + n}")
         start += n
@@ -147,17 +227,47 @@ def main(argv=None) -> int:
     ap.add_argument("--labels-key", default="labels")
     ap.add_argument("--labels", help="labels .npy for .npy feature inputs")
     ap.add_argument("--verify", action="store_true", help="re-read the shards and compare")
+    ap.add_argument(
+        "--record-defaults",
+        help='CSV: one default per column, empty for a required one ("0,,0.5,0"); an empty '
+        "field then takes its column's default (counted as filled)",
+    )
+    ap.add_argument(
+        "--num-classes", type=int, help="labels must lie in [0, K) (else: >= 0); in the manifest"
+    )
     args = ap.parse_args(argv)
     if args.shards < 1:
         ap.error("--shards must be >= 1")
+    try:
+        return convert(args)
+    except DataError as ex:  # bad input: one line naming the file and record, no traceback
+        print(f"{ap.prog}: error: {ex}", file=sys.stderr)
+        return 1
+
+
+def convert(args) -> int:
+    """The conversion main() parsed `args` for."""
     if all(p.endswith(".csv") for p in args.inputs):
         x, y, stats = load_csv(
-            args.inputs, args.label_column, args.skip_header, args.on_bad, args.quarantine
+            args.inputs,
+            args.label_column,
+            args.skip_header,
+            args.on_bad,
+            args.quarantine,
+            record_defaults=args.record_defaults,
+            num_classes=args.num_classes,
         )
-        print(f"read {stats.records} records, skipped {stats.skipped}", file=sys.stderr)
+        print(
+            f"read {stats.records} records, skipped {stats.skipped}, "
+            f"{stats.filled} field(s) filled from defaults",
+            file=sys.stderr,
+        )
     else:
         x, y = load_numpy(args.inputs, args.features_key, args.labels_key, args.labels)
-    manifest = write_shards(x, y, args.output, args.shards, args.chunk_rows)
+        check_labels(y, args.num_classes, ", ".join(args.inputs))
+        check_finite(x, ", ".join(args.inputs))
+    facts = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    manifest = write_shards(x, y, args.output, args.shards, args.chunk_rows, facts=facts)
     print(f"wrote {len(x)} records in {args.shards} shards: {manifest}")
     if args.verify:
         print(f"verified {verify(manifest, x, y)} records")

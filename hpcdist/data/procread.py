@@ -9,6 +9,7 @@ dropped.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ def _worker(conn) -> None:
 
     resource_tracker.unregister(shm._name, "shared_memory")  # the parent owns and unlinks it
     x, y = _views(shm, SLOTS, rows, shape, xdtype, ydtype)
+    orphaned = False
     try:
         while True:
             msg = conn.recv()
@@ -59,12 +61,15 @@ def _worker(conn) -> None:
                 conn.send((token, slot, None))
             except Exception as ex:  # noqa: BLE001 - sent to the parent, raised there
                 conn.send((token, slot, f"{type(ex).__name__}: {ex}"))
-    except (EOFError, KeyboardInterrupt):
-        pass
+    except (EOFError, OSError):  # the parent went without a goodbye (killed, an MPI abort)
+        orphaned = True
     finally:
         del x, y
         shm.close()
         source.close()
+        if orphaned:  # nobody else will unlink the segment now
+            resource_tracker.register(shm._name, "shared_memory")
+            shm.unlink()
 
 
 _LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPICH_", "I_MPI_")
@@ -104,6 +109,9 @@ class ReaderProcess:
             pass_fds=(down_r, up_w),
             env=_child_env(),
             stdin=subprocess.DEVNULL,
+            # Out of the rank's process group: when the launcher kills the group after
+            # an abort, the child lives on to see the pipe close and unlink the memory.
+            start_new_session=True,
         )
         os.close(down_r)
         os.close(up_w)
@@ -148,7 +156,10 @@ class ReaderProcess:
         self.conn.close()
         del self.x, self.y
         self.shm.close()
-        self.shm.unlink()
+        try:
+            self.shm.unlink()
+        except FileNotFoundError:  # the child saw the pipe close first and unlinked it
+            pass
 
 
 class ProcessFeeder:
@@ -242,6 +253,7 @@ class ProcessPath(RingPath):
 def child_main(argv) -> None:
     """Entry point of a reader process: argv holds the two pipe descriptors."""
     rfd, wfd = int(argv[0]), int(argv[1])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the rank decides
     _worker(_Duplex(Connection(rfd, writable=False), Connection(wfd, readable=False)))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 from dataclasses import dataclass
 
@@ -29,16 +31,16 @@ class ReadStats:
 
     records: int = 0
     skipped: int = 0
-    defaulted: int = 0
+    defaulted: int = 0  # bad records repaired by on_bad="default"
     quarantined: int = 0
+    filled: int = 0  # empty fields filled from their record default (any policy)
 
     def reduced(self, guard) -> dict:
         """Sums over the ranks of `guard` (an hpcdist.guard.Guard; collective: every rank)."""
-        mine = np.array([self.records, self.skipped, self.defaulted, self.quarantined], "i8")
+        names = ("records", "skipped", "defaulted", "quarantined", "filled")
+        mine = np.array([getattr(self, k) for k in names], "i8")
         total = guard.allreduce(mine, op="sum", what="reader record counts")
-        return dict(
-            zip(("records", "skipped", "defaulted", "quarantined"), total.tolist(), strict=True)
-        )
+        return dict(zip(names, total.tolist(), strict=True))
 
 
 class Reader:
@@ -68,6 +70,11 @@ class Reader:
             with open(self.quarantine_path, "a") as log:
                 log.write(f"{key.file}\t{key.record}\t{why}\t{raw!r}\n")
 
+    def reject(self, key: RecordKey, why: str, raw: str = "") -> None:
+        """A record already counted as read turns out bad (a label outside the classes)."""
+        self._bad(key, why, raw)
+        self.stats.records -= 1
+
     def __iter__(self):
         return self.records()
 
@@ -80,7 +87,10 @@ class CSVReader(Reader):
 
     record_defaults has one entry per column: a value (its type is the
     column's type, and it fills an empty field) or a type (float, int, str):
-    a required column, whose empty field makes the record bad.
+    a required column, whose empty field makes the record bad. Fields follow
+    the csv module's quoting ("8,5" is one field). NaN and inf in a float
+    column make the record bad unless `allow_nonfinite`; a line that is not
+    UTF-8 is a bad record too (its file and line named, like any other).
     """
 
     def __init__(
@@ -92,8 +102,10 @@ class CSVReader(Reader):
         delimiter: str = ",",
         on_bad="raise",
         quarantine_path=None,
+        allow_nonfinite: bool = False,
     ):
         super().__init__(on_bad, quarantine_path)
+        self.allow_nonfinite = allow_nonfinite
         self.paths = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else list(paths)
         self.types = [d if isinstance(d, type) else type(d) for d in record_defaults]
         self.defaults = [None if isinstance(d, type) else d for d in record_defaults]
@@ -102,20 +114,30 @@ class CSVReader(Reader):
     def records(self):
         for path in self.paths:
             try:
-                f = open(path, encoding="utf-8")
+                f = open(path, "rb")
             except OSError as ex:
                 raise DataError(f"{path}: cannot open ({ex})") from ex
             with f:
-                for lineno, line in enumerate(f, start=1):
-                    if lineno <= self.skip_header_lines or not line.strip():
+                for lineno, raw in enumerate(f, start=1):
+                    if lineno <= self.skip_header_lines or not raw.strip():
                         continue
-                    rec = self._parse(RecordKey(path, lineno), line.rstrip("\r\n"))
+                    key = RecordKey(path, lineno)
+                    line = decode_line(key, raw, self._bad)
+                    rec = None if line is None else self._parse(key, line)
                     if rec is not None:
                         self.stats.records += 1
                         yield RecordKey(path, lineno), rec
 
+    def decode(self, line: str, key: RecordKey | None = None):
+        """One line of text -> its typed tuple (TF1's decode_csv), under this reader's policy;
+        None when the policy skipped it. `key` names it in errors (default '<line>:1')."""
+        rec = self._parse(key or RecordKey("<line>", 1), line.rstrip("\r\n"))
+        if rec is not None:
+            self.stats.records += 1
+        return rec
+
     def _parse(self, key: RecordKey, line: str):
-        fields = line.split(self.delimiter)
+        fields = next(csv.reader([line], delimiter=self.delimiter), [""])
         n = len(self.types)
         problems = []
         if len(fields) != n:
@@ -128,14 +150,12 @@ class CSVReader(Reader):
             text = text.strip()
             if text == "" and default is not None:
                 values.append(default)
+                self.stats.filled += 1
                 continue
             try:
-                if text == "":
-                    raise ValueError("empty required field")
-                values.append(typ(text))
-            except ValueError:
-                why = "empty" if text == "" else f"could not parse {text!r} as {typ.__name__}"
-                problems.append(f"field {i + 1}: {why}")
+                values.append(_value(text, typ, self.allow_nonfinite))
+            except ValueError as ex:
+                problems.append(f"field {i + 1}: {ex}")
                 values.append(default)
         if not problems:
             return tuple(values)
@@ -156,6 +176,28 @@ class CSVReader(Reader):
                 keys, rows = [], []
         if rows:
             yield keys, _columns(rows, dtypes)
+
+
+def _value(text: str, typ, allow_nonfinite: bool):
+    """One field's value; ValueError saying why it cannot be used."""
+    if text == "":
+        raise ValueError("empty")
+    try:
+        value = typ(text)
+    except ValueError:
+        raise ValueError(f"could not parse {text!r} as {typ.__name__}") from None
+    if typ is float and not allow_nonfinite and not math.isfinite(value):
+        raise ValueError(f"{text!r} is not finite")
+    return value
+
+
+def decode_line(key: RecordKey, raw: bytes, bad):
+    """A line's text without its line end; a line that is not UTF-8 goes to `bad` (None)."""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as ex:
+        bad(key, f"not UTF-8 text (byte 0x{raw[ex.start]:02x} at column {ex.start + 1})", raw)
+        return None
 
 
 def _columns(rows, dtypes):

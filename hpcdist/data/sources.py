@@ -81,7 +81,26 @@ def read_manifest(path: str) -> tuple[list[str], list[int], dict]:
         counts = [int(s["records"]) for s in doc["shards"]]
     except (OSError, ValueError, KeyError, TypeError) as ex:
         raise DataError(f"{path}: not a readable shard manifest ({ex})") from ex
+    if not paths:
+        raise DataError(f"{path}: the manifest lists no shards")
     return paths, counts, doc
+
+
+def storage_outside(ds, directory: str) -> str | None:
+    """A file holding part of dataset `ds` (external storage, virtual sources) that lies
+    outside `directory`, or None when all of it is in the shard or beside it."""
+    names = [e[0] for e in ds.external or ()]
+    if ds.is_virtual:
+        names += [v.file_name for v in ds.virtual_sources() if v.file_name != "."]
+    root = os.path.realpath(directory)
+    for name in map(os.fsdecode, names):
+        # HDF5 resolves a relative name against the working directory (external storage)
+        # or the shard's directory (virtual sources): both must stay inside.
+        for base in (directory, os.getcwd()):
+            full = os.path.realpath(os.path.join(base, name))
+            if os.path.commonpath([root, full]) != root:
+                return full
+    return None
 
 
 class HDF5Source(RecordSource):
@@ -116,10 +135,12 @@ class HDF5Source(RecordSource):
         self._files: dict[int, object] = {}
         self._raw: dict[int, tuple] = {}
         self._lock = threading.Lock()
+        self._manifest = None
         if isinstance(paths, (str, os.PathLike)):
             p = os.fspath(paths)
             manifest = os.path.join(p, MANIFEST) if os.path.isdir(p) else p
             self.paths, self.counts, doc = read_manifest(manifest)
+            self._manifest = manifest
             self.feature_shape = tuple(doc.get("feature_shape", ()))
             self.feature_dtype = np.dtype(doc.get("feature_dtype", "float32"))
             self.label_dtype = np.dtype(doc.get("label_dtype", "int64"))
@@ -137,16 +158,36 @@ class HDF5Source(RecordSource):
     def _datasets(self, i: int):
         """The (features, labels) datasets of file i, opened once and kept."""
         with self._lock:
-            if i not in self._files:
+            fresh = i not in self._files
+            if fresh:
                 self._files[i] = self._open(self.paths[i])
             f = self._files[i]
         try:
-            return f[self.features], f[self.labels]
+            x, y = f[self.features], f[self.labels]
         except KeyError as ex:
             raise DataError(
                 f"{self.paths[i]}: no dataset {self.features!r} or {self.labels!r} "
                 f"(has {sorted(f.keys())}) [rank {_rank()}]"
             ) from ex
+        if fresh:
+            self._check_file(i, x, y)
+        return x, y
+
+    def _check_file(self, i: int, x, y) -> None:
+        """Once per file: the manifest's count is the file's, and no data lives outside."""
+        path = self.paths[i]
+        if self._manifest is not None and (len(x) != self.counts[i] or len(y) != self.counts[i]):
+            raise DataError(
+                f"{path}: holds {len(x)} feature rows and {len(y)} labels, but the manifest "
+                f"{self._manifest} says {self.counts[i]} records [rank {_rank()}]"
+            )
+        for ds in (x, y):
+            outside = storage_outside(ds, os.path.dirname(os.path.abspath(path)))
+            if outside:
+                raise DataError(
+                    f"{path}: dataset {ds.name!r} keeps its data in {outside}, outside the "
+                    f"data directory (HDF5 external storage or a virtual dataset) [rank {_rank()}]"
+                )
 
     def _open(self, path: str):
         import h5py

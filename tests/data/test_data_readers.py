@@ -105,3 +105,27 @@ def test_not_hdf5_names_the_file(tmp_path):
     bad.write_bytes(b"this is not hdf5")
     with pytest.raises(DataError, match=r"junk\.h5: not a readable HDF5 file"):
         list(HDF5Reader([str(bad)]))
+
+
+def test_fields_filled_from_defaults_are_counted(tmp_path):
+    reader, recs = read(csv_file(tmp_path), on_bad="skip")
+    assert (3, (0.0, 3.0, 0)) in recs  # line 3's empty x took its default
+    assert reader.stats.filled == 1 and reader.stats.records == len(recs) == 3
+
+
+def test_nonfinite_and_non_utf8_are_bad_unless_allowed(tmp_path):
+    path = tmp_path / "n.csv"
+    path.write_bytes(b"1.0,nan,1\n2.0,inf,0\n\xfe,1.0,1\n3.0,4.0,2\n")
+    reader = CSVReader(str(path), [0.0, 0.0, int], on_bad="skip")
+    assert [k.record for k, _ in reader] == [4] and reader.stats.skipped == 3
+    with pytest.raises(DataError, match=r"n.csv:3: bad record: not UTF-8 text \(byte 0xfe"):
+        list(CSVReader(str(path), [0.0, 0.0, int], on_bad="raise", allow_nonfinite=True))
+    loose = CSVReader(str(path), [0.0, 0.0, int], on_bad="skip", allow_nonfinite=True)
+    got = [rec for _, rec in loose]
+    assert np.isnan(got[0][1]) and np.isinf(got[1][1]) and len(got) == 3
+
+
+def test_quoted_field_holding_the_delimiter_is_one_field(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('"a,b",1\nplain,2\n')
+    assert [rec for _, rec in CSVReader(str(path), [str, int])] == [("a,b", 1), ("plain", 2)]
