@@ -74,6 +74,22 @@ class TrainConfig:
     dropout: float = setting(0.0, "dropout rate after each hidden layer", ge=0, lt=1)
     exchange: str = setting("allreduce", "gradient exchange", choices=_exchange_names)
     compression: str = setting("none", "16-bit on the wire", choices=("none", "fp16", "bf16"))
+    ps: int = setting(0, "parameter-server tasks (--exchange ps-sync|ps-async)", metavar="N", ge=0)
+    replicas_to_aggregate: int = setting(
+        0, "ps-sync: gradients averaged per step; 0: all workers", metavar="K", ge=0
+    )
+    staleness: int = setting(4, "ps-async: most steps a worker may run ahead of the slowest", ge=0)
+    staleness_policy: str = setting(
+        "none",
+        "ps-async: stale gradients as they are, lr / staleness, dropped beyond --staleness, "
+        "or delay-compensated (DC-ASGD)",
+        choices=("none", "lr", "drop", "dc"),
+    )
+    sharding: str = setting(
+        "greedy",
+        "ps placement: by bytes with large tensors split, or by count",
+        choices=("greedy", "round-robin"),
+    )
     error_feedback: bool = setting(False, "carry the compression rounding error into the next step")
     bucket_bytes: int | None = setting(None, "fusion bucket size", gt=0, unset=_BUCKET)
     overlap: bool = setting(
@@ -149,6 +165,7 @@ def load_toml(path: str | Path) -> dict:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every setting's type and range in place; raise ValueError naming the setting."""
     check_fields(cfg)
+    _check_ps(cfg)
     _check_model(cfg)
     return cfg
 
@@ -157,6 +174,18 @@ def _check_model(cfg: TrainConfig) -> None:
     """--dropout belongs to the MLP."""
     if cfg.model == "cnn" and cfg.dropout:
         raise ValueError(f"dropout={cfg.dropout} is for model='mlp'; model='cnn' has no dropout")
+
+
+def _check_ps(cfg: TrainConfig) -> None:
+    """--ps N and a parameter-server exchange go together."""
+    ps_exchange = cfg.exchange.startswith("ps-")
+    if ps_exchange and not cfg.ps:
+        raise ValueError(f"exchange={cfg.exchange!r} needs parameter-server tasks: add --ps N")
+    if cfg.ps and not ps_exchange:
+        raise ValueError(
+            f"ps={cfg.ps} asks for parameter-server tasks, but exchange={cfg.exchange!r} does not "
+            "use them: add --exchange ps-sync or ps-async"
+        )
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:

@@ -54,6 +54,13 @@ class Trainer:
         cfg = dataclasses.replace(config) if config is not None else config_mod.TrainConfig()
         self.cfg = cfg = config_mod.validate(cfg)
         self.info = runtime.init()
+        roles = roles or _ps_roles(cfg, comm)
+        self.server = None
+        if roles is not None and roles.task.job == "ps":  # a ps task serves; workers train
+            self.roles, self.server = roles, registry.create(cfg.exchange, roles, cfg)
+            return
+        if comm is None and roles is not None and roles.num_tasks("ps"):
+            comm = roles.job_comm  # the workers' communicator; the exchange reaches the ps
         self.comm = comm or (roles.comm if roles is not None else runtime.world_comm())
         self.guard = Guard(self.comm, cfg.timeout, name="trainer")
         self.is_root = self.guard.rank == 0
@@ -111,6 +118,10 @@ class Trainer:
         self.global_batch = cfg.batch_size * self.data_comm.size
         self.steps_per_epoch = self.data.train.steps_per_epoch
         self.schedule = build.schedule(cfg, self.global_batch, self.steps_per_epoch)
+        if self.exchange.updates == "parameters":  # the exchange's servers apply the update
+            self.optimizer = self.exchange.bind_optimizer(
+                self.optimizer, self.schedule, self.steps_per_epoch, park_every=PREEMPT_CHECK_EVERY
+            )
 
     @property
     def train_split(self):
@@ -123,6 +134,8 @@ class Trainer:
     # --- the run ------------------------------------------------------------
     def fit(self) -> dict:
         """Train for cfg.epochs (or until pre-empted or max_steps); return the summary dict."""
+        if self.server is not None:  # a ps task: answer the workers until they are done
+            return {"status": "finished", "parameter_server_task": self.server.serve()}
         self._begin()
         status = None
         while self.epoch < self.cfg.epochs and status is None:
@@ -224,7 +237,10 @@ class Trainer:
 
     def summary(self, status: str | None, wall: float) -> dict:
         """What summary.json holds (the same dict on every rank)."""
-        return report.summary(self, status, wall)
+        summary = report.summary(self, status, wall)
+        if hasattr(self.exchange, "statistics"):  # a parameter server's figures
+            summary["parameter_server"] = self.exchange.statistics()
+        return summary
 
     # --- steps ----------------------------------------------------------------
     def train_epoch(self, progress) -> str | None:
@@ -312,6 +328,9 @@ class Trainer:
 
     def close(self) -> None:
         """Stop reader threads, free the exchange's windows, restore signal handling."""
+        if self.server is not None:
+            self.server.close()
+            return
         for pipe in (self.data.train, self.data.val):
             pipe.close()
         self.exchange.close()
@@ -322,6 +341,13 @@ class Trainer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ps_roles(cfg, comm) -> cluster.Cluster | None:
+    """ps and worker roles over `comm` (default: the world) when the config asks for ps tasks."""
+    if not cfg.ps:
+        return None
+    return cluster.Cluster(cluster.ClusterSpec({"ps": cfg.ps, "worker": None}), comm=comm)
 
 
 def _comparable(settings: dict) -> dict:

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "train": "one training step against PyTorch, and weak scaling of the full loop",
     "overlap": "how much of the gradient exchange backward hides (hpcdist.train --overlap or not)",
     "parallel": "the pipeline bubble measured over K stage ranks, beside (K-1)/(M+K-1)",
+    "ps": "parameter servers: shard balance, push+pull against allreduce, a slowed worker",
 }
 
 

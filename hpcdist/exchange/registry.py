@@ -18,6 +18,8 @@ from importlib import import_module
 
 _ENTRIES: dict[str, str] = {
     "allreduce": "hpcdist.exchange.allreduce:AllreduceExchange",
+    "ps-sync": "hpcdist.ps.modes:PsSyncExchange",
+    "ps-async": "hpcdist.ps.modes:PsAsyncExchange",
 }
 
 

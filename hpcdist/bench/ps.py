@@ -1,0 +1,174 @@
+"""Parameter-server benchmark: shard balance, exchange time against allreduce, a slowed worker.
+
+    python -m hpcdist.bench ps                       # all three parts (starts mpiexec itself)
+    python -m hpcdist.bench ps --part balance        # (a) busiest / mean bytes, 2-4 ps
+    mpiexec -n 4 python -m hpcdist.bench ps --part exchange --ps 1   # (b) one world size
+    mpiexec -n 5 python -m hpcdist.bench ps --part straggler         # (c) 1 ps + 4 workers
+
+(a) greedy and round-robin placement of the ResNet-50-like list (161 tensors,
+25.6M floats). (b) seconds per step of push + pull (PsSyncExchange, P ps and
+n - P workers) against AllreduceExchange.synchronize() over all n ranks, on
+the same list, in one job; the median over steps of the slowest worker. (c)
+four workers "compute" a step by sleeping 20 ms (one sleeps 100 ms); the fast
+workers' median step time under plain sync, sync with one backup
+(replicas_to_aggregate 3) and async (staleness bound larger than the run),
+relative to the same mode with no slow worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from .allreduce import resnet50_like
+
+STEP_S, SLOW_FACTOR = 0.020, 5
+
+
+def balance() -> None:
+    from ..ps.sharding import shard_plan
+
+    shapes = [(n,) for n in resnet50_like()]
+    print("(a) ResNet-50-like list: busiest ps / mean bytes")
+    print(f"{'ps':>4} {'greedy':>8} {'round-robin':>12}")
+    for nps in (2, 3, 4):
+        g = shard_plan(shapes, nps).imbalance()
+        r = shard_plan(shapes, nps, policy="round-robin").imbalance()
+        print(f"{nps:>4} {g:>8.4f} {r:>12.4f}")
+
+
+def _roles(nps: int):
+    from .. import cluster
+
+    return cluster.Cluster(cluster.ClusterSpec({"ps": nps, "worker": None}))
+
+
+def _ps_exchange(roles, kind="sync", **kw):
+    from ..ps import PsAsyncExchange, PsSyncExchange
+
+    cls = PsSyncExchange if kind == "sync" else PsAsyncExchange
+    return cls(roles, samples_per_step=1, **kw)
+
+
+def _drive(ex, roles, sizes, steps: int, work_s: float, per_epoch: int) -> list[float]:
+    """Workers: `steps` synchronize() calls after `work_s` of 'compute'; their times."""
+    from .. import nn
+
+    params = [nn.Parameter(f"p{i}", np.full(n, 0.01, np.float32)) for i, n in enumerate(sizes)]
+    grads = ex.attach(params)
+    for g in grads:
+        g[...] = 1e-3
+    ex.broadcast_parameters([p.data for p in params])
+    ex.bind_optimizer(nn.SGD(params, 1e-3), nn.ConstantLR(1e-3), per_epoch)
+    times = []
+    for _ in range(steps):
+        time.sleep(work_s)
+        t = time.perf_counter()
+        ex.synchronize()
+        times.append(time.perf_counter() - t + work_s)
+    return times
+
+
+def exchange(nps: int, steps: int) -> None:
+    import hpcdist
+
+    comm = MPI.COMM_WORLD
+    sizes = resnet50_like()
+    with hpcdist.AllreduceExchange(comm) as ar:
+        grads = ar.attach([np.zeros(n, np.float32) for n in sizes])
+        for g in grads:
+            g[...] = 1.0
+        ar_times = []
+        for _ in range(steps + 2):
+            comm.Barrier()
+            t = time.perf_counter()
+            ar.synchronize()
+            ar_times.append(time.perf_counter() - t)
+    ar_s = _slowest(comm, float(np.median(ar_times[2:])))
+    roles = _roles(nps)
+    ex = _ps_exchange(roles)
+    if roles.task.job == "ps":
+        ex.serve()
+        ps_s = 0.0
+    else:
+        ps_s = float(np.median(_drive(ex, roles, sizes, steps + 2, 0.0, steps + 2)[2:]))
+        ex.close()
+    ps_s = _slowest(comm, ps_s)
+    if comm.rank == 0:
+        w = comm.size - nps
+        print(
+            f"(b) {comm.size} ranks, 102 MB list: AllreduceExchange over {comm.size} ranks "
+            f"{ar_s * 1e3:.1f} ms/step; ps-sync {nps} ps + {w} workers push+pull "
+            f"{ps_s * 1e3:.1f} ms/step ({ps_s / ar_s:.2f}x)"
+        )
+
+
+def straggler(steps: int) -> None:
+    comm = MPI.COMM_WORLD
+    sizes = [65536, 65536, 4096, 256]  # a small model: the step is the compute
+    modes = [("plain sync", "sync", {}), ("sync, 1 backup", "sync", {"replicas_to_aggregate": 3})]
+    modes.append(("async", "async", {"staleness": 10 * steps}))
+    rows = []
+    for label, kind, kw in modes:
+        rates = []
+        for slow in (None, 1):
+            roles = _roles(1)
+            ex = _ps_exchange(roles, kind, **kw)
+            me = roles.task
+            if me.job == "ps":
+                ex.serve()
+                mine = np.nan
+            else:
+                work = STEP_S * (SLOW_FACTOR if me.index == slow else 1)
+                mine = float(np.median(_drive(ex, roles, sizes, steps, work, steps)[:-1]))
+                ex.close()
+                mine = np.nan if me.index == slow else mine
+            every = comm.allgather(mine)
+            rates.append(1.0 / np.nanmax(every))  # the slowest of the fast workers
+        rows.append((label, rates[0], rates[1]))
+    if comm.rank == 0:
+        print(
+            f"(c) 4 workers, {STEP_S * 1e3:.0f} ms steps, worker 1 slowed {SLOW_FACTOR}x: "
+            "the other workers' steps/s"
+        )
+        print(f"{'mode':<16} {'unslowed':>9} {'slowed':>8} {'ratio':>6}")
+        for label, base, slowed in rows:
+            print(f"{label:<16} {base:>9.1f} {slowed:>8.1f} {slowed / base:>6.2f}")
+
+
+def _slowest(comm, seconds: float) -> float:
+    return max(comm.allgather(seconds))
+
+
+def _spawn(n: int, rest: list[str]) -> int:
+    import subprocess
+
+    from ..launcher import clean_env, mpiexec
+
+    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "hpcdist.bench", "ps", *rest]
+    return subprocess.call(cmd, env=clean_env())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m hpcdist.bench ps", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--part", choices=("all", "balance", "exchange", "straggler"), default="all")
+    p.add_argument("--ps", type=int, default=1, help="ps tasks for --part exchange")
+    p.add_argument("--steps", type=int, default=20)
+    args = p.parse_args(argv)
+    if args.part in ("all", "balance") and MPI.COMM_WORLD.rank == 0:
+        balance()
+    if args.part == "all":
+        for n, nps in ((3, 1), (4, 1), (4, 2)):
+            _spawn(n, ["--part", "exchange", "--ps", str(nps), "--steps", str(args.steps)])
+        return _spawn(5, ["--part", "straggler", "--steps", str(args.steps)])
+    if args.part == "exchange":
+        exchange(args.ps, args.steps)
+    elif args.part == "straggler":
+        straggler(args.steps)
+    return 0

@@ -1,0 +1,14 @@
+"""Parameter servers: ps ranks hold sharded parameters and apply the optimizer (docs/ps.md)."""
+
+from .modes import PsAsyncExchange, PsSyncExchange
+from .remote import RemoteOptimizer
+from .sharding import Piece, ShardPlan, shard_plan
+
+__all__ = [
+    "Piece",
+    "PsAsyncExchange",
+    "PsSyncExchange",
+    "RemoteOptimizer",
+    "ShardPlan",
+    "shard_plan",
+]
