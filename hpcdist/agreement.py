@@ -5,6 +5,14 @@ from __future__ import annotations
 from .errors import ConfigMismatchError
 
 _MISSING = "<not set>"
+#: What to do when a fact differs, for the facts whose cause is known.
+HINTS = {
+    "data": (
+        "the ranks read different data sets: put --data (or $HPCDIST_CACHE, where the "
+        "built-in sets are cached) on a file system every node shares, or give every node "
+        "an identical copy (a node-local cache is built per node with $HPCDIST_CACHE_SHARED=0)"
+    ),
+}
 
 
 def check(guard, what: str, facts: dict) -> None:
@@ -28,7 +36,7 @@ def check(guard, what: str, facts: dict) -> None:
             else:
                 groups.append((v, [r]))
         held = ", ".join(f"rank(s) {ranks} have {value!r}" for value, ranks in groups)
-        problems.append(f"{key}: {held}")
+        problems.append(f"{key}: {held}" + (f" ({HINTS[key]})" if key in HINTS else ""))
     if problems:
         raise ConfigMismatchError(
             f"the {guard.size} ranks of this trainer were given different {what}: "

@@ -3,7 +3,9 @@
 Both are written as train/ and val/ directories of HDF5 shards ("features"
 float32 N x D, "labels" int64 N) with a manifest.json each, the layout
 `python -m hpcdist.data.convert` produces, and are then read through the data
-pipeline like any user's files.
+pipeline like any user's files. The cache ($HPCDIST_CACHE) is built once per
+job where every node sees it, or once per node where it does not
+($HPCDIST_CACHE_SHARED, see _prepare_once).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -21,6 +24,10 @@ import numpy as np
 from .guard import Guard
 
 DIGITS_VERSION = 1  # bump when the digits layout changes, so old caches are rebuilt
+#: 1: the cache is on a file system every node sees (rank 0 builds); 0: node-local (each
+#: node's first rank builds its copy); unset or "auto": rank 0 builds, and nodes whose
+#: ranks do not see the result build their own.
+CACHE_SHARED_ENV = "HPCDIST_CACHE_SHARED"
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,9 @@ def read_split(directory: str | Path, split: str) -> Split:
     where = base / split
     if not (where / "manifest.json").exists():
         raise FileNotFoundError(
-            f"{where}/manifest.json not found: --data wants a directory with train/ and val/ "
-            "shard directories, each made by python -m hpcdist.data.convert"
+            f"{where}/manifest.json not found on {socket.gethostname()}: --data wants a "
+            "directory with train/ and val/ shard directories, each made by python -m "
+            "hpcdist.data.convert, on a file system every node of the job sees"
         )
     source = HDF5Source(str(where))
     facts = (
@@ -130,22 +138,82 @@ def _build(directory: Path, x, y, num_classes: int, val_fraction: float, seed: i
         raise
 
 
+def _cache_shared() -> bool | None:
+    """$HPCDIST_CACHE_SHARED: 1 (every node sees the cache), 0 (it is node-local), else detect."""
+    value = os.environ.get(CACHE_SHARED_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value in ("0", "1"):
+        return value == "1"
+    raise ValueError(f"${CACHE_SHARED_ENV} must be 0, 1 or auto, got {value!r}")
+
+
 def _prepare_once(directory: Path, build, comm, guard: Guard | None) -> Path:
-    """Rank 0 builds `directory` if missing while the others wait; errors reach every rank."""
+    """Build `directory` once where the ranks can see it (collective); errors reach every rank.
+
+    Rank 0 builds it, unless $HPCDIST_CACHE_SHARED=0 says the cache is node-local:
+    then the first rank of every node builds its node's copy. Then every rank
+    looks; where some do not see it (a node-local cache, detected), each such
+    node's first rank builds its own copy, unless $HPCDIST_CACHE_SHARED=1 said
+    the cache was shared: that is an error that says what to set. Every copy is
+    built from the same inputs, and the trainer compares the data's fingerprint.
+    """
     own = guard is None
     guard = guard or Guard(comm, name="data set")
+    try:
+        shared = _cache_shared()
+        from . import runtime
+
+        node = runtime.node_index() if guard.size > 1 else 0  # one rank: nothing to compare
+        me = (node, socket.gethostname(), str(directory))
+        where = guard.allgather(me, what="every rank's node and data set cache")
+        firsts = {}
+        for r, (node, _, path) in enumerate(where):
+            firsts.setdefault((node, path), r)
+        builders = set(firsts.values()) if shared is False else {0}
+        _build_on(builders, directory, build, guard)
+        missing = _missing(directory, guard)
+        if missing and shared is None:  # not shared after all: build once per such node
+            _build_on({firsts[where[r][0], where[r][2]] for r in missing}, directory, build, guard)
+            missing = _missing(directory, guard)
+        if missing:
+            raise RuntimeError(_not_seen(directory, missing, where, shared))
+    finally:
+        if own:
+            guard.free()
+    return directory
+
+
+def _build_on(builders: set, directory: Path, build, guard: Guard) -> None:
+    """The ranks in `builders` build `directory` if they do not see it; errors go to all."""
     error = None
-    if guard.rank == 0 and not (directory / "dataset.json").exists():
+    if guard.rank in builders and not (directory / "dataset.json").exists():
         try:
             build()
         except Exception as e:  # tell the others instead of leaving them waiting
             error = f"{type(e).__name__}: {e}"
-    error = guard.bcast(error, root=0, what=f"rank 0 to build the data set in {directory}")
-    if own:
-        guard.free()
-    if error:
-        raise RuntimeError(f"rank 0 could not prepare the data set in {directory}: {error}")
-    return directory
+    errors = guard.allgather(error, what=f"rank(s) {sorted(builders)} to build {directory}")
+    failed = [(r, e) for r, e in enumerate(errors) if e]
+    if failed:
+        r, e = failed[0]
+        raise RuntimeError(f"rank {r} could not prepare the data set in {directory}: {e}")
+
+
+def _missing(directory: Path, guard: Guard) -> list[int]:
+    seen = guard.allgather((directory / "dataset.json").exists(), what="every rank's data check")
+    return [r for r, s in enumerate(seen) if not s]
+
+
+def _not_seen(directory: Path, missing: list, where: list, shared) -> str:
+    hosts = sorted({where[r][1] for r in missing})
+    text = f"rank(s) {missing} on {', '.join(hosts)} do not see the data set cache {directory}"
+    if shared:
+        return (
+            f"{text} that rank 0 built, although ${CACHE_SHARED_ENV}=1 says the cache is on a "
+            f"file system every node shares: point $HPCDIST_CACHE at such a directory, or set "
+            f"${CACHE_SHARED_ENV}=0 to build it once per node"
+        )
+    return f"{text} even after building it there: check that $HPCDIST_CACHE is writable"
 
 
 def digits(val_fraction: float = 0.2, comm=None, shards: int = 4, guard=None) -> Path:

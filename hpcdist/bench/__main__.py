@@ -20,6 +20,7 @@ BENCHMARKS = {
     "overlap": "how much of the gradient exchange backward hides (hpcdist.train --overlap or not)",
     "parallel": "the pipeline bubble measured over K stage ranks, beside (K-1)/(M+K-1)",
     "ps": "parameter servers: shard balance, push+pull against allreduce, a slowed worker",
+    "torch": "a torch model's gradient exchange and backward: hpcdist.torch against gloo, DDP",
 }
 
 

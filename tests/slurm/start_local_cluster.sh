@@ -66,8 +66,10 @@ PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubs
 CONF
 rm -f /etc/slurm/cgroup.conf
 
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd
+# By pid file, not by name: the two-node cluster's daemons (start_two_node_cluster.sh) may run.
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive /run/slurmctld.pid || slurmctld
+alive /run/slurmd.pid || slurmd
 
 for _ in $(seq 60); do
   state=$(sinfo -h -N -o '%T' 2>/dev/null | head -n 1 || true)
