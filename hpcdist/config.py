@@ -48,6 +48,7 @@ _MODEL = (
     "mlp: Dense --hidden layers; cnn: two 3x3 conv + 2x2 max-pool stages (16, 32 channels) on "
     "square one-channel images (digits: 1x8x8), then Dense --hidden layers"
 )
+_RUN_DIR = "a new runs/<UTC date>-<time>, and runs/latest pointed at it (--resume: that run)"
 _TIMEOUT_UNSET = "$HPCDIST_TIMEOUT, else $HPCDIST_EXCHANGE_TIMEOUT, else 300"
 
 
@@ -65,7 +66,9 @@ class TrainConfig:
     reference_batch: int = setting(128, "the global batch --lr is meant for", ge=1)
     warmup_epochs: float = setting(2.0, "linear lr warm-up", ge=0)
     schedule: str = setting("cosine", "decay after warm-up", choices=("cosine", "constant", "step"))
-    optimizer: str = setting("momentum", "", choices=("sgd", "momentum", "nesterov", "adam"))
+    optimizer: str = setting(
+        "momentum", "the update rule", choices=("sgd", "momentum", "nesterov", "adam")
+    )
     momentum: float = setting(0.9, "momentum of momentum and nesterov", ge=0, lt=1)
     weight_decay: float = setting(1e-4, "L2 penalty on the parameters", ge=0)
     model: str = setting("mlp", _MODEL, choices=("mlp", "cnn"))
@@ -101,7 +104,10 @@ class TrainConfig:
         None, "cap each rank's cupy pool", metavar="F", gt=0, le=1, unset=_SHARE
     )
     seed: int = setting(0, "seeds init, shuffling and dropout", ge=0)
-    run_dir: str = setting("runs/latest", "metrics, summary, plot, checkpoints")
+    run_dir: str | None = setting(None, "metrics, summary, plot, checkpoints", unset=_RUN_DIR)
+    overwrite: bool = setting(
+        False, "let a fresh run replace an earlier run's checkpoints and outputs in --run-dir"
+    )
     resume: bool = setting(
         False, "continue from the newest good checkpoint in --run-dir (or start fresh, warning)"
     )
@@ -114,7 +120,7 @@ class TrainConfig:
     shuffle_buffer: int = setting(1024, "records per rank the shuffle picks from", ge=0)
     reader_threads: int = setting(2, "reader threads per rank", ge=1)
     val_fraction: float = setting(0.2, "of the digits held out for validation", gt=0, lt=1)
-    progress: bool = setting(True, "no progress bar")
+    progress: bool = setting(True, "no progress bar or lines (docs/training.md)")
     max_steps: int = setting(0, "stop after this many steps in all; 0: no limit", ge=0)
     timeout: float | None = setting(
         None, _TIMEOUT, metavar="SECONDS", gt=0, check=_check_timeout, unset=_TIMEOUT_UNSET

@@ -171,3 +171,24 @@ def add_fields(group, cls: type) -> None:
     for f in dataclasses.fields(cls):
         flag, kwargs = _flag(f, hints[f.name])
         group.add_argument(flag, **kwargs)
+
+
+def markdown_table(cls: type) -> str:
+    """A Markdown table of every field of `cls`: flag, TOML key, default, what it accepts, help
+    (docs/training.md holds the TrainConfig one; tests/test_config.py keeps it true)."""
+    hints = typing.get_type_hints(cls)
+    rows = ["| flag | TOML key | default | accepts | what |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        flag, _ = _flag(f, hints[f.name])
+        kind, optional = _unpack(hints[f.name])
+        value = _default(f)
+        if value is None:
+            shown = f.metadata.get("unset") or "unset"
+        elif isinstance(value, list):
+            shown = f"`{','.join(map(str, value))}`"
+        else:
+            shown = f"`{str(value).lower() if kind is bool else value}`"
+        accepts = "a flag" if kind is bool else _accepts(f, kind, optional)
+        cells = [f"`{flag}`", f"`{f.name}`", shown, accepts, f.metadata.get("help", "")]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"

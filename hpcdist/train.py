@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import config, runtime
+from .runs import RunDirError
 from .trainer import PREEMPTED_EXIT_CODE, Trainer
 
 
@@ -35,8 +36,13 @@ def main(argv=None) -> int:
         if info.is_root:
             print(f"hpcdist.train: error: {e}", file=sys.stderr)
         return 2
-    with Trainer(cfg) as trainer:
-        return exit_status(trainer.fit())
+    try:
+        with Trainer(cfg) as trainer:
+            return exit_status(trainer.fit())
+    except RunDirError as e:  # decided by rank 0 and shared: every rank exits 2
+        if info.is_root:
+            print(f"hpcdist.train: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

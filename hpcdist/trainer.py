@@ -18,11 +18,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 
-from . import agreement, build, cluster, devices, metrics, nn, parallel, report, runtime, timeline
+from . import (
+    agreement,
+    build,
+    cluster,
+    devices,
+    metrics,
+    nn,
+    parallel,
+    report,
+    runs,
+    runtime,
+    timeline,
+)
 from . import config as config_mod
 from .checkpoint import CheckpointManager
 from .errors import NonFiniteGradientError
@@ -75,7 +86,8 @@ class Trainer:
             memory_fraction=cfg.gpu_memory_fraction,
         )
         self.xp = self.placement.xp
-        self.run_dir = Path(cfg.run_dir)
+        self.run_dir = runs.resolve(cfg.run_dir, cfg.resume, self.guard)  # collective
+        cfg.run_dir = str(self.run_dir)  # what summary.json and checkpoints record
         self._build_parts(model, optimizer, exchange)
         self.ckpt = CheckpointManager(
             self.run_dir / "checkpoints",
@@ -316,15 +328,16 @@ class Trainer:
 
     # --- around the run -------------------------------------------------------
     def _clear_run_dir(self) -> None:
-        """A fresh run owns its run directory: drop an earlier run's outputs and checkpoints."""
-        if self.is_root and self.run_dir.is_dir():
-            removed = metrics.clear_outputs(self.run_dir, self.ckpt.directory)
-            if removed:
-                print(
-                    f"hpcdist: fresh run in {self.run_dir}: removed {removed} file(s) of an "
-                    "earlier run (use --resume to continue one)"
-                )
-        self.guard.barrier(what="rank 0 to prepare the run directory")
+        """A fresh run owns its run directory: refuse another run's checkpoints there unless
+        --overwrite, else drop the earlier run's outputs (runs.claim)."""
+        removed = runs.claim(
+            self.run_dir, self.ckpt.directory, overwrite=self.cfg.overwrite, guard=self.guard
+        )
+        if removed and self.is_root:
+            print(
+                f"hpcdist: --overwrite: removed {removed} file(s) of the earlier run in "
+                f"{self.run_dir}"
+            )
 
     def close(self) -> None:
         """Stop reader threads, free the exchange's windows, restore signal handling."""

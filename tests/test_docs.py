@@ -199,3 +199,15 @@ def test_toml_snippets_are_valid_train_configs(s, tmp_path):
     path = tmp_path / "snippet.toml"
     path.write_text(s.code, encoding="utf-8")
     config.TrainConfig.from_dict(config.load_toml(path))
+
+
+def test_the_settings_table_is_the_config():
+    from hpcdist import config, settings
+
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    begin, end = "<!-- settings-table:begin -->\n", "<!-- settings-table:end -->"
+    table = text[text.index(begin) + len(begin) : text.index(end)]
+    assert table == settings.markdown_table(config.TrainConfig), (
+        "docs/training.md's settings table differs from TrainConfig: regenerate it with "
+        "settings.markdown_table(config.TrainConfig)"
+    )

@@ -59,7 +59,10 @@ class Search:
         if "device" not in self.space.fixed and "device" not in params:
             extra["device"] = device
         run_dir = str(self.directory / "trials" / trial["trial"])
-        return self.space.config({**extra, **params}, run_dir=run_dir, resume=resume)
+        # a trial started afresh (a retry) replaces what its failed run left
+        return self.space.config(
+            {**extra, **params}, run_dir=run_dir, resume=resume, overwrite=not resume
+        )
 
 
 def open_journal(search: Search) -> jn.Journal:

@@ -37,7 +37,7 @@ else:  # pragma: no cover
 METRICS = {"val_accuracy": "max", "val_loss": "min"}
 STRATEGIES = ("grid", "random")
 #: Settings the search owns for every trial.
-OWNED = ("run_dir", "resume")
+OWNED = ("run_dir", "resume", "overwrite")
 #: Keys of [search] besides strategy, samples and metric (the pruners' settings).
 PRUNE_KEYS = ("grace_period", "reduction_factor", "startup_trials")
 
