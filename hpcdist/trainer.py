@@ -35,6 +35,7 @@ from . import (
     timeline,
 )
 from . import config as config_mod
+from . import straggler as straggler_mod
 from .checkpoint import CheckpointManager
 from .errors import NonFiniteGradientError
 from .exchange import registry
@@ -99,6 +100,8 @@ class Trainer:
         self.step, self.epoch = 0, 0
         self.sums = (0.0, 0)  # this rank's training loss sum and samples in the current epoch
         self.preemption = runtime.catch_preemption()
+        # $HPCDIST_STRAGGLER (a study/testing knob): None unless this rank is the slow one.
+        self.straggler = straggler_mod.from_env(self.guard.rank, self.guard.size)
 
     def _build_parts(self, model, optimizer, exchange) -> None:
         cfg = self.cfg
@@ -283,6 +286,8 @@ class Trainer:
     def train_step(self, x, y) -> float:
         """Forward, backward, exchange, update; this rank's mean loss on the batch."""
         tl = self.tl
+        if self.straggler is not None:
+            self.straggler.delay()
         if hasattr(self.model, "train_batch"):  # a pipeline runs forward and backward together
             with tl.span("pipeline"):
                 loss = self.model.train_batch(x, y)
