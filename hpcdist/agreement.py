@@ -42,3 +42,8 @@ def check(guard, what: str, facts: dict) -> None:
             f"the {guard.size} ranks of this trainer were given different {what}: "
             + "; ".join(problems)
         )
+
+
+def comparable(settings: dict) -> dict:
+    """Settings as the ranks compare them (lists as tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}

@@ -140,3 +140,12 @@ def model_shapes(params) -> list:
 def reports_ready(model) -> bool:
     """Whether model.backward takes on_ready (reports each gradient as final, for overlap)."""
     return "on_ready" in inspect.signature(model.backward).parameters
+
+
+def ps_roles(cfg, comm):
+    """ps and worker roles over `comm` (default: the world) when the config asks for ps tasks."""
+    if not cfg.ps:
+        return None
+    from . import cluster
+
+    return cluster.Cluster(cluster.ClusterSpec({"ps": cfg.ps, "worker": None}), comm=comm)

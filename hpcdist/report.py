@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import devices
 
 
@@ -29,8 +31,48 @@ def announce(tr) -> None:
     )
 
 
+def epoch_record(tr, seconds: float, step0: int, ex0: float) -> dict:
+    """One line of metrics.jsonl: the epoch's losses, validation, rates and shares (collective:
+    tr.evaluate(), the data statistics and the exchange seconds are summed over the ranks)."""
+    evaluation = tr.evaluate()
+    data = tr.data.train.stats.reduced(tr.data_guard)  # this epoch, summed over ranks
+    exchange_s = tr.guard.allreduce(
+        np.array([tr.exchange.stats.seconds - ex0]), what="the epoch's exchange seconds"
+    )[0]
+    return {
+        "epoch": tr.epoch + 1,
+        "step": tr.step,
+        "train_loss": tr.epoch_train_loss,
+        **evaluation,
+        "lr": tr.optimizer.lr,
+        "seconds": seconds,
+        "samples_per_s": (tr.step - step0) * tr.global_batch / seconds,
+        "data_wait_share": data["wait_s"] / tr.data_comm.size / seconds,
+        "exchange_share": exchange_s / tr.comm.size / seconds,
+        "bad_records": data["bad_records"],
+    }
+
+
+def stop_line(tr, status: str, path) -> str:
+    """What rank 0 says when a run stops before its last epoch."""
+    if status == "preempted":
+        why = f"pre-empted by {tr.preemption.signal_name or 'a signal'}"
+    elif status == "max_steps":
+        why = f"max steps ({tr.cfg.max_steps})"
+    else:
+        why = f"stopped ({status})"  # a subclass's train_epoch status, e.g. "pruned"
+    return f"hpcdist: {why} at epoch {tr.epoch + 1}, step {tr.step}; checkpoint {path}"
+
+
 def summary(tr, status: str | None, wall: float) -> dict:
     """What summary.json holds (the same dict on every rank)."""
+    out = _summary(tr, status, wall)
+    if hasattr(tr.exchange, "statistics"):  # a parameter server's figures
+        out["parameter_server"] = tr.exchange.statistics()
+    return out
+
+
+def _summary(tr, status: str | None, wall: float) -> dict:
     return {
         "final": tr.record,
         "status": status or "finished",

@@ -92,4 +92,6 @@ def claim(run_dir: Path, checkpoints: Path, *, overwrite: bool, guard) -> int:
     removed, error = guard.bcast((removed, error), root=0, what="rank 0 to prepare the run dir")
     if error:
         raise RunDirError(error)
+    if removed and guard.rank == 0:
+        print(f"hpcdist: --overwrite: removed {removed} file(s) of the earlier run in {run_dir}")
     return removed

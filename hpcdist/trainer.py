@@ -66,7 +66,7 @@ class Trainer:
         cfg = dataclasses.replace(config) if config is not None else config_mod.TrainConfig()
         self.cfg = cfg = config_mod.validate(cfg)
         self.info = runtime.init()
-        roles = roles or _ps_roles(cfg, comm)
+        roles = roles or build.ps_roles(cfg, comm)
         self.server = None
         if roles is not None and roles.task.job == "ps":  # a ps task serves; workers train
             self.roles, self.server = roles, registry.create(cfg.exchange, roles, cfg)
@@ -77,7 +77,7 @@ class Trainer:
         self.guard = Guard(self.comm, cfg.timeout, name="trainer")
         self.is_root = self.guard.rank == 0
         # First collective: nothing rank-specific runs before the settings agree.
-        agreement.check(self.guard, "settings", _comparable(cfg.to_dict()))
+        agreement.check(self.guard, "settings", agreement.comparable(cfg.to_dict()))
         workers = cluster.ClusterSpec({"worker": None})
         self.roles = roles or cluster.Cluster(workers, guard=self.guard)
         self.placement = devices.pin_device(
@@ -165,7 +165,7 @@ class Trainer:
         if not resumed:
             if cfg.resume and self.is_root:
                 print(f"hpcdist: --resume: no checkpoint in {self.ckpt.directory}; starting fresh")
-            self._clear_run_dir()
+            runs.claim(self.run_dir, self.ckpt.directory, overwrite=cfg.overwrite, guard=self.guard)
         report.announce(self)
         self.log = metrics.MetricsLogger(self.run_dir, enabled=self.is_root)
         self.tl = timeline.Timeline(
@@ -193,7 +193,7 @@ class Trainer:
         if status is not None:
             return status
         with self.tl.span("eval"):
-            self.record = self._epoch_record(seconds, step0, ex0)
+            self.record = report.epoch_record(self, seconds, step0, ex0)
         self.log.log(self.record)
         if self.is_root:
             print(metrics.epoch_line(self.record), flush=True)
@@ -204,40 +204,10 @@ class Trainer:
                 self.state.save()
         return None
 
-    def _epoch_record(self, seconds: float, step0: int, ex0: float) -> dict:
-        evaluation = self.evaluate()
-        data = self.data.train.stats.reduced(self.data_guard)  # this epoch, summed over ranks
-        exchange_s = self.guard.allreduce(
-            np.array([self.exchange.stats.seconds - ex0]), what="the epoch's exchange seconds"
-        )[0]
-        n = self.data_comm.size
-        return {
-            "epoch": self.epoch + 1,
-            "step": self.step,
-            "train_loss": self.epoch_train_loss,
-            **evaluation,
-            "lr": self.optimizer.lr,
-            "seconds": seconds,
-            "samples_per_s": (self.step - step0) * self.global_batch / seconds,
-            "data_wait_share": data["wait_s"] / n / seconds,
-            "exchange_share": exchange_s / self.comm.size / seconds,
-            "bad_records": data["bad_records"],
-        }
-
     def _stop_early(self, status: str) -> None:
         path = self.state.save()
         if self.is_root:
-            why = (
-                f"pre-empted by {self.preemption.signal_name or 'a signal'}"
-                if status == "preempted"
-                else f"max steps ({self.cfg.max_steps})"
-                if status == "max_steps"
-                else f"stopped ({status})"  # a subclass's train_epoch status, e.g. "pruned"
-            )
-            print(
-                f"hpcdist: {why} at epoch {self.epoch + 1}, step {self.step}; checkpoint {path}",
-                flush=True,
-            )
+            print(report.stop_line(self, status, path), flush=True)
 
     def _end(self, status: str | None) -> dict:
         wall = time.perf_counter() - self.start_time
@@ -252,10 +222,7 @@ class Trainer:
 
     def summary(self, status: str | None, wall: float) -> dict:
         """What summary.json holds (the same dict on every rank)."""
-        summary = report.summary(self, status, wall)
-        if hasattr(self.exchange, "statistics"):  # a parameter server's figures
-            summary["parameter_server"] = self.exchange.statistics()
-        return summary
+        return report.summary(self, status, wall)
 
     # --- steps ----------------------------------------------------------------
     def train_epoch(self, progress) -> str | None:
@@ -332,18 +299,6 @@ class Trainer:
         return bool(self.guard.allreduce(flag, op="max", what="the pre-emption check")[0])
 
     # --- around the run -------------------------------------------------------
-    def _clear_run_dir(self) -> None:
-        """A fresh run owns its run directory: refuse another run's checkpoints there unless
-        --overwrite, else drop the earlier run's outputs (runs.claim)."""
-        removed = runs.claim(
-            self.run_dir, self.ckpt.directory, overwrite=self.cfg.overwrite, guard=self.guard
-        )
-        if removed and self.is_root:
-            print(
-                f"hpcdist: --overwrite: removed {removed} file(s) of the earlier run in "
-                f"{self.run_dir}"
-            )
-
     def close(self) -> None:
         """Stop reader threads, free the exchange's windows, restore signal handling."""
         if self.server is not None:
@@ -359,15 +314,3 @@ class Trainer:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _ps_roles(cfg, comm) -> cluster.Cluster | None:
-    """ps and worker roles over `comm` (default: the world) when the config asks for ps tasks."""
-    if not cfg.ps:
-        return None
-    return cluster.Cluster(cluster.ClusterSpec({"ps": cfg.ps, "worker": None}), comm=comm)
-
-
-def _comparable(settings: dict) -> dict:
-    """Settings as the ranks compare them (lists as tuples)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
