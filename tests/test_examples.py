@@ -1,7 +1,9 @@
 """Every example runs and says what it should."""
 
+import re
+
 import pytest
-from launch import run_mpi
+from launch import ROOT, run_mpi
 
 pytestmark = pytest.mark.launcher
 
@@ -31,3 +33,16 @@ def test_custom_loop_example(tmp_path):
     assert res.returncode == 0, res.output
     losses = [float(ln.split()[-1]) for ln in res.stdout.splitlines() if ln.startswith("epoch")]
     assert len(losses) == 5 and losses[-1] < losses[0] / 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "backup", "async"])
+def test_parameter_server_example(mode, tmp_path):
+    env = {"HPCDIST_CACHE": str(tmp_path / "cache")}
+    res = run_mpi(4, [f"{ROOT}/examples/parameter_server.py", mode], 240, env, cwd=tmp_path)
+    assert res.returncode == 0, res.output[-3000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith(f"{mode}: 3 workers"))
+    m = re.search(r"accuracy ([\d.]+), (\d+) updates applied, (\d+) gradients dropped", line)
+    accuracy, applied, dropped = float(m[1]), int(m[2]), int(m[3])
+    assert accuracy > 0.8, line
+    assert (dropped > 0) == (mode == "backup"), line  # a backup drops the slowest's gradient
+    assert applied > (200 if mode == "async" else 80), line  # async: one update per gradient
