@@ -12,6 +12,8 @@ from .backend import get_array_module, is_cupy
 #: magnitude lands at or below this (fp16 max is 65504): no finite value
 #: becomes inf, and small gradients stay out of the subnormal range.
 FP16_TARGET_MAX = 2.0**14
+#: Elements decoded at a time by decode_into when a scale applies (stays in cache).
+DECODE_PIECE = 1 << 16
 
 
 class Compressor:
@@ -40,6 +42,32 @@ class Compressor:
     def decode(self, wire, dtype, scale: float = 1.0):
         """The wire array back in `dtype`, divided by scale (a new array)."""
         return wire
+
+    def decode_into(self, wire, out, scale: float = 1.0, add: bool = False):
+        """out = decode(wire, out.dtype, scale), or out += it: on the host without a
+        temporary the size of `wire` (cast on the fly, or in cache-sized pieces)."""
+        if is_cupy(out) or is_cupy(wire) or np.dtype(wire.dtype).kind in "iu":  # bits
+            value = self.decode(wire, out.dtype, scale)
+            if add:
+                out += value
+            else:
+                out[...] = value
+            return out
+        if scale == 1.0:
+            if add:
+                np.add(out, wire, out=out, casting="unsafe")
+            else:
+                np.copyto(out, wire, casting="unsafe")
+            return out
+        factor = out.dtype.type(1.0 / scale)
+        for lo in range(0, out.size, DECODE_PIECE):
+            piece = wire[lo : lo + DECODE_PIECE].astype(out.dtype)
+            piece *= factor
+            if add:
+                out[lo : lo + DECODE_PIECE] += piece
+            else:
+                out[lo : lo + DECODE_PIECE] = piece
+        return out
 
     def compress(self, x):
         """Return (wire, ctx): the wire array and what decompress needs to undo it."""

@@ -94,6 +94,14 @@ class TrainConfig:
         choices=("greedy", "round-robin"),
     )
     error_feedback: bool = setting(False, "carry the compression rounding error into the next step")
+    compress_within_node: bool = setting(
+        False, "16-bit compression between the ranks of one node too (else only between nodes)"
+    )
+    topology: str = setting(
+        "auto",
+        "allreduce: flat or hierarchical, or auto: chosen from the links measured at start",
+        choices=("auto", "flat", "hierarchical"),
+    )
     bucket_bytes: int | None = setting(None, "fusion bucket size", gt=0, unset=_BUCKET)
     overlap: bool = setting(
         False, "start each bucket's exchange in backward, once its gradients are final"

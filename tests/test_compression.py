@@ -74,6 +74,24 @@ def test_get_by_name_and_errors():
         Compression.get("int8")
 
 
+@pytest.mark.parametrize("name", ["none", "fp16", "bf16"])
+def test_decode_into_is_decode_bit_for_bit(name):
+    """In place (the exchange's sums) equals decode then copy or add, over several pieces."""
+    comp = Compression.get(name)
+    x = np.random.default_rng(5).standard_normal(200_003).astype(np.float32)
+    base = np.random.default_rng(6).standard_normal(x.size).astype(np.float32)
+    wire, ctx = comp.compress(x)
+    scale = 1.0 if ctx is None else ctx[1]
+    if name == "fp16":
+        assert scale != 1.0  # the scaled branch is the one exercised
+    plain = comp.decode(wire, np.float32, scale)
+    out = np.full_like(x, np.nan)
+    np.testing.assert_array_equal(comp.decode_into(wire, out, scale), plain)
+    summed = base.copy()
+    comp.decode_into(wire, summed, scale, add=True)
+    np.testing.assert_array_equal(summed, base + plain)
+
+
 @pytest.mark.gpu
 def test_bf16_on_gpu_matches_host():
     import cupy as cp

@@ -2,6 +2,7 @@
 
     mpiexec -n 2 python -m hpcdist.bench allreduce          # one world size
     python -m hpcdist.bench allreduce --ranks-hint 2,4      # starts mpiexec per size
+    python -m hpcdist.bench allreduce --hosts 2 --link 5gbit  # 2 hosts x 2 ranks (root)
 
 Variants are timed in alternation, round after round (5-40 rounds); a time
 is the median over rounds of the slowest rank's time (a barrier before each).
@@ -20,6 +21,7 @@ import numpy as np
 from mpi4py import MPI
 
 MB = 1e6
+NONE = "hpcdist AllreduceExchange none"
 
 
 def resnet50_like(seed: int = 0) -> list[int]:
@@ -109,7 +111,7 @@ def hpcdist_variants(comm, sizes, bucket_bytes):
         grads = ex.attach([np.empty(s, np.float32) for s in sizes])
         for g in grads:
             g[...] = rng.standard_normal(g.size).reshape(g.shape)
-        variants[f"hpcdist AllreduceExchange {comp} (grads in window)"] = (ex.synchronize, ex)
+        variants[f"{NONE[:-4]}{comp} (grads in window)"] = (ex.synchronize, ex)
         closers.append(ex)
     inputs = [rng.standard_normal(s).astype(np.float32) for s in sizes]
     variants["hpcdist grouped_allreduce none (copy in/out)"] = (
@@ -150,7 +152,7 @@ def gloo_variant(comm, sizes):
     return run
 
 
-def bench_size(comm, names, bucket_bytes, budget_s: float) -> list[dict]:
+def bench_size(comm, names, bucket_bytes, budget_s: float, gloo: bool = True) -> list[dict]:
     rows = []
     for wl in names:
         sizes = WORKLOADS[wl]()
@@ -158,9 +160,9 @@ def bench_size(comm, names, bucket_bytes, budget_s: float) -> list[dict]:
         variants = {k: (v, None) for k, v in raw_variants(comm, sizes).items()}
         more, closers = hpcdist_variants(comm, sizes, bucket_bytes)
         variants.update(more)
-        gloo = gloo_variant(comm, sizes)
-        if gloo is not None:
-            variants["torch gloo, DDP-style 25 MB buckets"] = (gloo, None)
+        run_gloo = gloo_variant(comm, sizes) if gloo else None
+        if run_gloo is not None:
+            variants["torch gloo, DDP-style 25 MB buckets"] = (run_gloo, None)
         times = interleaved(comm, {k: v[0] for k, v in variants.items()}, budget_s)
         for name, (_, ex) in variants.items():
             wire = ex.stats.wire_bytes // max(ex.stats.calls, 1) if ex is not None else None
@@ -175,22 +177,28 @@ def bench_size(comm, names, bucket_bytes, budget_s: float) -> list[dict]:
     return rows
 
 
-def report(comm, rows) -> None:
+def report(comm, rows, label: str = "") -> None:
     n = comm.size
-    print(f"\n## world size {n} ({MPI.Get_library_version().splitlines()[0].strip()})")
+    where = f", {label}" if label and not label.isdigit() else ""
+    print(f"\n## world size {n}{where} ({MPI.Get_library_version().splitlines()[0].strip()})")
     print(
-        "| workload | variant | time ms | algbw GB/s | busbw GB/s | x best raw MPI | wire MB/rank |"
+        "| workload | variant | time ms | algbw GB/s | busbw GB/s | x best raw MPI "
+        "| x MPI per tensor | x hpcdist none | wire MB/rank |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for wl in dict.fromkeys(r["workload"] for r in rows):
         mine = [r for r in rows if r["workload"] == wl]
         best = min(r["seconds"] for r in mine if r["variant"].startswith("mpi4py"))
+        per = [r["seconds"] for r in mine if r["variant"] == "mpi4py Allreduce per tensor"][0]
+        none = [r["seconds"] for r in mine if r["variant"].startswith(NONE)][0]
         for r in mine:
             alg = r["nbytes"] / r["seconds"] / 1e9
             wire = f"{r['wire'] / MB:.1f}" if r["wire"] is not None else ""
+            x_none = f"{r['seconds'] / none:.2f}" if r["variant"].startswith("hpcdist") else ""
             print(
                 f"| {wl} | {r['variant']} | {r['seconds'] * 1e3:.2f} | {alg:.2f} | "
-                f"{alg * 2 * (n - 1) / n:.2f} | {r['seconds'] / best:.2f} | {wire} |"
+                f"{alg * 2 * (n - 1) / n:.2f} | {r['seconds'] / best:.2f} | "
+                f"{r['seconds'] / per:.2f} | {x_none} | {wire} |"
             )
     sys.stdout.flush()
 
@@ -252,6 +260,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=1.5, help="seconds per variant (about)")
     p.add_argument("--crossover", action="store_true", help="one small tensor: window vs library")
     p.add_argument(
+        "--hosts",
+        type=int,
+        default=0,
+        help="run across this many namespace hosts (tests/hosts/bed.sh; root), "
+        "--ranks-hint ranks on each (default 2)",
+    )
+    p.add_argument("--link", default="5gbit", help="the hosts' link rate (tc syntax)")
+    p.add_argument("--no-gloo", action="store_true", help="leave out torch gloo")
+    p.add_argument(
         "--sweep-buckets",
         default="",
         help="bucket sizes (e.g. 1e6,4e6): time AllreduceExchange none on the first workload",
@@ -266,7 +283,9 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; the workloads are {list(WORKLOADS)}")
     comm = MPI.COMM_WORLD
-    sizes = [int(s) for s in args.ranks_hint.split(",") if s]
+    sizes = [int(s) for s in args.ranks_hint.split(",") if s.isdigit()]
+    if args.hosts and comm.size == 1:
+        return _across_hosts(args, sizes)
     if comm.size == 1 and sizes and sizes != [1]:
         rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
         rest += [f"--sweep-buckets={args.sweep_buckets}"] if args.sweep_buckets else []
@@ -280,10 +299,30 @@ def main(argv=None) -> int:
         return crossover(comm)
     if args.sweep_buckets:
         return sweep(comm, args.workloads.split(",")[0], args.sweep_buckets, args.budget)
-    rows = bench_size(comm, args.workloads.split(","), args.bucket_bytes, args.budget)
+    names = args.workloads.split(",")
+    rows = bench_size(comm, names, args.bucket_bytes, args.budget, gloo=not args.no_gloo)
     if comm.rank == 0:
-        report(comm, rows)
+        report(comm, rows, args.ranks_hint)
     return 0
+
+
+def _across_hosts(args, sizes: list[int]) -> int:
+    """Run the table across `--hosts` namespace hosts joined by `--link` links."""
+    from .hostbed import HostBed, check_rate
+
+    if len(sizes) > 1:
+        raise SystemExit("--hosts takes one --ranks-hint (ranks per host), e.g. --ranks-hint 2")
+    per_host = sizes[0] if sizes else 2
+    check_rate(args.link)
+    rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
+    rest += [f"--bucket-bytes={args.bucket_bytes}"] if args.bucket_bytes else []
+    rest += [f"--ranks-hint={args.hosts}x{per_host} hosts, {args.link} links", "--no-gloo"]
+    with HostBed(args.hosts, args.link) as bed:
+        cmd = bed.command(per_host, ["-m", "hpcdist.bench", "allreduce", *rest])
+        print(f"$ {' '.join(cmd)}", flush=True)
+        from ..launcher import ROOT, clean_env
+
+        return subprocess.call(cmd, env=clean_env(bed.env), cwd=ROOT)
 
 
 def _spawn(sizes: list[int], rest: list[str]) -> int:

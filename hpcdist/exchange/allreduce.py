@@ -21,11 +21,13 @@ from .autotune import AUTOTUNE_CANDIDATES, Autotune
 from .base import Exchange, ExchangeStats, SyncInfo, bind_gradients, parameter_arrays
 from .broadcasts import Broadcaster
 from .buckets import DEFAULT_BUCKET_BYTES, BucketLayout
+from .dlpack import convert
 from .nodes import NodeGroup
 from .paths import BucketPaths
-from .safety import Deadline
+from .safety import Deadline, check_options
 from .schedule import BucketRun
 from .shm import FINAL
+from .topology import check_setting, choose
 from .watchdog import Watchdog
 
 #: Buckets smaller than this go through the library's Iallreduce: the two paths tie
@@ -56,7 +58,8 @@ class AllreduceExchange(Exchange):
     shared window (numpy), or device slabs staged through it (cupy). See
     hpcdist.exchange.base for the interface and docs/exchange.md for the rest.
     `ranks_per_node` makes pretend nodes of that many ranks for this exchange
-    (None: the runtime's nodes).
+    (None: the runtime's nodes). 16 bits go between nodes only unless
+    `compress_within_node`; `topology` "auto" picks flat or hierarchical at attach.
     """
 
     updates = "gradients"
@@ -77,13 +80,11 @@ class AllreduceExchange(Exchange):
         small_bytes: int = SMALL_BUCKET_BYTES,
         on_timeout: str = "abort",
         ranks_per_node: int | None = None,
+        compress_within_node: bool = False,
+        topology: str = "auto",
     ):
-        if op not in ("sum", "average"):
-            raise ValueError(f"op must be 'sum' or 'average', got {op!r}")
-        if check_every < 0:
-            raise ValueError(f"check_every must be >= 0 (0: only at attach), got {check_every}")
-        if on_timeout not in ("abort", "raise"):
-            raise ValueError(f"on_timeout must be 'abort' or 'raise', got {on_timeout!r}")
+        check_options(op, check_every, on_timeout)
+        check_setting(topology)
         self.comp = Compression.get(compression)
         t = default_timeout() if timeout is None else check_timeout(timeout)
         self.comm = (comm or runtime.world_comm()).Dup()  # after every check: nothing leaks
@@ -92,11 +93,12 @@ class AllreduceExchange(Exchange):
         self.check_at_attach, self.ranks_per_node = check_at_attach, ranks_per_node
         self.skip_nonfinite, self.op = skip_nonfinite, op
         self.autotune, self.small_bytes = autotune, small_bytes
+        self.compress_within_node, self.topology_setting = bool(compress_within_node), topology
         self.watchdog = Watchdog(self.comm, t, on_timeout)
         self._stats = AllreduceStats()
         self._call, self._in_call = 0, False
-        self.layout = self.group = self.paths = None
-        self._tuner = self._broadcaster = None
+        self.layout = self.group = self.paths = self.topology = None
+        self._tuner = self._broadcaster = None  # made when first needed
 
     @classmethod
     def from_config(cls, roles, config) -> AllreduceExchange:
@@ -107,6 +109,8 @@ class AllreduceExchange(Exchange):
             bucket_bytes=config.bucket_bytes,
             error_feedback=config.error_feedback,
             timeout=getattr(config, "timeout", None),
+            compress_within_node=getattr(config, "compress_within_node", False),
+            topology=getattr(config, "topology", "auto"),
         )
 
     @property
@@ -131,10 +135,12 @@ class AllreduceExchange(Exchange):
     def attach(self, params: list) -> list:
         """Lay out gradients for `params` (arrays or Parameters); return the gradient views.
 
-        Collective. A Parameter's `.grad` is bound to its view.
+        Collective. A Parameter's `.grad` is bound to its view. Tensors of a DLPack
+        producer (PyTorch, ...) get tensors of theirs back, viewing the same memory.
         """
         if self.layout is not None:
             raise ExchangeError("attach() was already called on this exchange")
+        params, back = convert(list(params))
         arrays, owners = parameter_arrays(params)
         self.watchdog.watch(arrays, self.op, self.comp.name)
         if self.check_at_attach:
@@ -155,6 +161,8 @@ class AllreduceExchange(Exchange):
         )
         gpu = bool(arrays) and is_cupy(arrays[0])
         kw = dict(small_bytes=self.small_bytes, error_feedback=self.error_feedback, gpu=gpu)
+        self.topology = choose(self.group, self.topology_setting, self.timeout, self.on_timeout)
+        kw.update(compress_within_node=self.compress_within_node, flat=self.topology.flat)
         self.paths = BucketPaths(self.comm, self.group, self.layout, self.comp, slots, **kw)
         self.grads = self.paths.views()
         if self.autotune:
@@ -162,7 +170,7 @@ class AllreduceExchange(Exchange):
             self._tuner = Autotune(self.layout, guard, self.group.guard, self._reset_flags)
         self._reset_call()
         bind_gradients(owners, self.grads)
-        return self.grads
+        return self.grads if back is None else back(self.grads)
 
     def _reset_call(self) -> None:
         self._run = BucketRun(self.layout.buckets, len(self.grads), self._work)

@@ -12,6 +12,7 @@ from ..backend import get_array_module, is_cupy
 from ..compression import Compression
 from ..errors import CollectiveTimeoutError
 from .allreduce import AllreduceExchange
+from .dlpack import convert
 from .percomm import PerComm
 from .safety import ArrivalCheck, default_timeout, describe, signature
 
@@ -72,9 +73,9 @@ def clear_pools() -> None:
 class Handle:
     """A reduction in flight; wait() returns the reduced arrays."""
 
-    def __init__(self, pool: _Pool, key, ex: AllreduceExchange, arrays, single: bool):
+    def __init__(self, pool: _Pool, key, ex: AllreduceExchange, arrays, single: bool, back=None):
         self._pool, self._key, self._ex, self._single = pool, key, ex, single
-        self._inputs = arrays
+        self._inputs, self._back = arrays, back
         self._result = None
 
     def done(self) -> bool:
@@ -90,6 +91,8 @@ class Handle:
             ex.synchronize()
             xp = get_array_module(self._inputs[0]) if self._inputs else np
             self._result = [xp.array(g, copy=True) for g in ex.grads]
+            if self._back is not None:  # DLPack producers get their own type back
+                self._result = self._back(self._result)
             self._pool.release(self._key, ex)
             self._ex = None
         return self._result[0] if self._single else self._result
@@ -117,7 +120,8 @@ def _validate(arrays, op: str):
 
 def _start(arrays, op, compression, comm, timeout, single: bool) -> Handle:
     """Check the list on every rank, copy it into a pooled exchange and start every bucket."""
-    arrays = _validate(list(arrays), op)
+    arrays, back = convert(list(arrays))
+    arrays = _validate(arrays, op)
     comp = Compression.get(compression)
     pool = _pools.get(comm or runtime.world_comm())
     timeout = default_timeout() if timeout is None else timeout
@@ -133,7 +137,7 @@ def _start(arrays, op, compression, comm, timeout, single: bool) -> Handle:
     for g, a in zip(ex.grads, arrays, strict=True):
         g[...] = a
     ex.start()
-    return Handle(pool, key, ex, arrays, single)
+    return Handle(pool, key, ex, arrays, single, back)
 
 
 def grouped_allreduce_async(

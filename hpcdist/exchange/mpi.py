@@ -23,30 +23,45 @@ class Turns:
     """Collectives on one communicator must be posted in the same order on every rank.
 
     Buckets finish their stages in different orders on different ranks, so an
-    op waits for its turn; one that posts several rounds (the 16-bit path)
-    keeps the turn until it is done.
+    op waits for its turn. One that posts two rounds (the 16-bit path) posts its
+    second on its own `gather_comm`, in the order of a second set of turns, so
+    the next bucket's first round need not wait for it (a pipeline); without a
+    gather_comm it keeps the turn until it is done.
     """
 
     def __init__(self):
         self.order: list = []
         self.turn = 0
+        self.gather: Turns | None = None  # the second rounds' turns, made when first needed
 
     def reset(self, order: list) -> None:
         self.order, self.turn = list(order), 0
+        if self.gather is not None:
+            self.gather.reset(order)
 
     def mine(self, key) -> bool:
         return self.turn < len(self.order) and self.order[self.turn] == key
+
+    def advance(self) -> None:
+        self.turn += 1
 
     def run(self, key, op: MpiSum, waiting):
         """Generator: wait for the turn of `key`, start `op`, and drive it to the end."""
         while not self.mine(key):
             yield waiting
+        pipelined = op.gather_comm is not None and not op.single_round
+        if pipelined:
+            if self.gather is None:
+                self.gather = Turns()
+                self.gather.reset(self.order)
+            gather = self.gather
+            op.gate, op.passed = (lambda: gather.mine(key)), gather.advance
         op.start()
-        if op.single_round:
+        if op.single_round or pipelined:
             self.turn += 1
         while not op.progress():
             yield waiting
-        if not op.single_round:
+        if not (op.single_round or pipelined):
             self.turn += 1
 
 
@@ -58,10 +73,16 @@ class MpiSum:
     sums the chunks in the buffer's precision (float32 or wider), and the
     16-bit sums are gathered back (Iallgatherv): the error does not grow with
     the number of ranks, and the wire carries 2 bytes an element both ways.
+    The gather goes on `gather_comm` when given (Turns pipelines the rounds);
+    `gate()` says when it may be posted and `passed()` is called once it is.
     """
 
-    def __init__(self, comm: MPI.Comm, buf, compressor: Compressor, residual=None):
+    def __init__(
+        self, comm: MPI.Comm, buf, compressor: Compressor, residual=None, gather_comm=None
+    ):
         self.comm, self.buf, self.comp, self.residual = comm, buf, compressor, residual
+        self.gather_comm = gather_comm
+        self.gate = self.passed = None
         self.compressed = compressor.wire_itemsize is not None and np.dtype(buf.dtype).kind == "f"
         self.stage = 0
         self.reqs: list = []
@@ -88,7 +109,11 @@ class MpiSum:
         if not MPI.Request.Testall(self.reqs):
             return False
         if self.stage == 1:
+            if self.gate is not None and not self.gate():
+                return False  # the gathers go out in bucket order
             self._reduce_and_gather()
+            if self.passed is not None:
+                self.passed()
             return False
         if self.compressed:
             self._unpack()
@@ -134,9 +159,10 @@ class MpiSum:
         p, me = self.comm.size, self.comm.rank
         mine = int(self.counts[me])
         dtype = self.buf.dtype
-        acc = xp.zeros(mine, dtype=dtype)
-        for r in range(p):
-            acc += self.comp.decode(self.recv[r * mine : (r + 1) * mine], dtype, self.scales[r])
+        acc = xp.empty(mine, dtype=dtype)
+        for r in range(p):  # in rank order, in the buffer's precision
+            part = self.recv[r * mine : (r + 1) * mine]
+            self.comp.decode_into(part, acc, self.scales[r], add=r > 0)
         scale = self.comp.scale_for(acc)
         wire = self.comp.encode(acc, scale)
         self.wire_out = wire
@@ -144,9 +170,10 @@ class MpiSum:
         self.result_scales = np.empty(p, dtype=np.float64)
         _sync_stream(wire)
         self.send_scale = np.array([scale])
+        comm = self.gather_comm or self.comm
         self.reqs = [
-            self.comm.Iallgather(self.send_scale, [self.result_scales, MPI.DOUBLE]),
-            self.comm.Iallgatherv(
+            comm.Iallgather(self.send_scale, [self.result_scales, MPI.DOUBLE]),
+            comm.Iallgatherv(
                 [_u16(wire), MPI.UINT16_T],
                 [_u16(self.gathered), (self.counts, self.displs), MPI.UINT16_T],
             ),
@@ -156,6 +183,4 @@ class MpiSum:
     def _unpack(self) -> None:
         for k in range(self.comm.size):
             lo, hi = int(self.displs[k]), int(self.displs[k] + self.counts[k])
-            self.buf[lo:hi] = self.comp.decode(
-                self.gathered[lo:hi], self.buf.dtype, self.result_scales[k]
-            )
+            self.comp.decode_into(self.gathered[lo:hi], self.buf[lo:hi], self.result_scales[k])

@@ -6,7 +6,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..backend import get_array_module
-from ..compression import Compressor
+from ..compression import Compression, Compressor
 from .buckets import Bucket, BucketLayout
 from .gpu import DeviceStaging
 from .mpi import MpiSum, Turns
@@ -15,14 +15,23 @@ from .safety import is_finite_sum
 from .shm import ShmReducer
 
 
+def _width(comp: Compressor, dtype: np.dtype) -> int:
+    """Bytes an element of `dtype` takes on the wire under `comp`."""
+    return comp.wire_itemsize if comp.wire_itemsize and dtype.kind == "f" else dtype.itemsize
+
+
 class BucketPaths:
     """The gradient memory of one exchange and the path each bucket takes through it.
 
     "local" (one rank: nothing to send), "mpi" (buckets under `small_bytes`,
     or any bucket when device pointers may reach MPI: the library's
-    Iallreduce) or "shm" (the node's shared window, leaders between nodes).
+    Iallreduce; every bucket when `flat`) or "shm" (the node's shared window,
+    then between nodes).
     Gradients live in this rank's window region (numpy) or in device slabs
-    staged through it (cupy, `gpu=True`).
+    staged through it (cupy, `gpu=True`). A 16-bit `comp` applies between
+    nodes only, unless `compress_within_node` (or `gpu`: casts on the device
+    are cheap, and the staging copies shrink): on one node, where it would
+    only add casts, buckets then travel at full width.
     """
 
     def __init__(
@@ -36,10 +45,16 @@ class BucketPaths:
         small_bytes: int,
         error_feedback: bool,
         gpu: bool,
+        compress_within_node: bool = False,
+        flat: bool = False,
     ):
         self.comm, self.group, self.layout, self.comp = comm, group, layout, comp
         self.small_bytes = small_bytes
-        self.reducer = ShmReducer(group, layout, comp, slots)
+        self.flat = flat  # every bucket through the library (topology "flat")
+        within = compress_within_node or gpu
+        # the library path spans every rank: 16 bits there when any of it is between nodes
+        self.mpi_comp = comp if within or group.num_nodes > 1 else Compression.none
+        self.reducer = ShmReducer(group, layout, comp, slots, within_node=within)
         self.staging = DeviceStaging(layout, self.reducer, comp) if gpu else None
         self.region = self.reducer.shared.regions[group.node.rank]
         self.region[...] = 0  # padding between tensors must hold zeros: it is summed too
@@ -48,6 +63,7 @@ class BucketPaths:
             xp = self.staging.xp if gpu else np
             self.residuals = [xp.zeros(s.size, dtype=s.dtype) for s in layout.slabs]
         self.turns = Turns()  # posting order of the "mpi" buckets on comm
+        self.gather_comm = comm.Dup() if self.mpi_comp.wire_itemsize else None  # their gathers
 
     def views(self) -> list:
         """Each parameter's gradient: a view into the region, or into a device slab."""
@@ -61,7 +77,7 @@ class BucketPaths:
             return "local"
         nbytes = b.size * self.layout.slabs[b.slab].dtype.itemsize
         cuda_aware = self.staging is not None and self.staging.cuda_aware
-        return "mpi" if nbytes < self.small_bytes or cuda_aware else "shm"
+        return "mpi" if nbytes < self.small_bytes or cuda_aware or self.flat else "shm"
 
     def new_call(self) -> None:
         """A call begins: every rank will post its buckets' collectives in bucket order."""
@@ -83,7 +99,7 @@ class BucketPaths:
     def _library(self, b: Bucket, kind: str, inv: float, residual):
         buf = self.reducer.grads(self.group.node.rank, b.slab)[b.start : b.stop]
         if kind == "mpi":
-            op = MpiSum(self.comm, buf, self.comp, residual)
+            op = MpiSum(self.comm, buf, self.mpi_comp, residual, self.gather_comm)
             yield from self.turns.run(b.index, op, ("mpi", b, []))
         if inv != 1.0:
             buf *= buf.dtype.type(inv)
@@ -103,9 +119,12 @@ class BucketPaths:
         total = 0.0
         for b in self.layout.buckets:
             dt = self.layout.slabs[b.slab].dtype
-            wide = not (self.comp.wire_itemsize and dt.kind == "f")
-            width = dt.itemsize if wide else self.comp.wire_itemsize
-            total += self.group.wire_bytes(b.size, width, self.kind(b) == "shm")
+            lo, hi = self.reducer.my_slice(b)
+            if self.kind(b) == "shm":
+                width = _width(self.reducer.node_comp, dt)
+                total += self.group.wire_bytes(b.size, width, True, _width(self.comp, dt), hi - lo)
+            else:
+                total += self.group.wire_bytes(b.size, _width(self.mpi_comp, dt), False)
         return round(total)
 
     def describe(self, wait) -> str:
@@ -119,3 +138,6 @@ class BucketPaths:
             self.staging.free()
             self.staging = None
         self.reducer.free()
+        if self.gather_comm is not None:
+            self.gather_comm.Free()
+            self.gather_comm = None

@@ -33,3 +33,13 @@ def is_finite_sum(x) -> bool:
             return True
     xp = np if isinstance(x, np.ndarray) else __import__("cupy")
     return bool(xp.isfinite(x).all())
+
+
+def check_options(op: str, check_every: int, on_timeout: str) -> None:
+    """ValueError naming the AllreduceExchange option that is out of range."""
+    if op not in ("sum", "average"):
+        raise ValueError(f"op must be 'sum' or 'average', got {op!r}")
+    if check_every < 0:
+        raise ValueError(f"check_every must be >= 0 (0: only at attach), got {check_every}")
+    if on_timeout not in ("abort", "raise"):
+        raise ValueError(f"on_timeout must be 'abort' or 'raise', got {on_timeout!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ..compression import Compressor
+from ..compression import Compression, Compressor
 from ..guard import Guard
 from .buckets import ALIGN_BYTES, Bucket, BucketLayout, align
 from .mpi import MpiSum, Turns
@@ -17,6 +17,7 @@ CHUNK = 1 << 18
 
 # Flag kinds in the control block: flags[bucket, kind, local rank] = call number.
 ARRIVED, STAGED, REDUCED, FINAL, NONFINITE, LEADER = range(6)
+PEERS = 6  # a wait kind only: local rank j summing slice j with the other nodes
 _KIND_NAMES = [
     "arrive",
     "stage its node sum",
@@ -80,25 +81,38 @@ class SharedRegions:
 class ShmReducer:
     """Sums buckets of gradients that live in the shared regions, in place.
 
-    Rank j of the node sums slice j of the bucket over all local regions
-    (16-bit wire contributions are decoded and summed in the gradient's
-    precision). On one node rank j writes the slice back to every region.
-    Between nodes, the slices are staged in local rank 0's region, the node
-    leaders sum them with MPI (MpiSum), and rank j copies slice j back out.
+    Rank j of the node sums slice j of the bucket over all local regions, and
+    writes the result back to every region. Between nodes of one size, rank j
+    sums its slice with local rank j of the other nodes (MpiSum over
+    group.peers); with uneven nodes the slices are staged in local rank 0's
+    region, the leaders sum whole buckets, and rank j copies slice j back out.
+    The 16-bit `comp` is used between nodes; within the node only when
+    `within_node` (then contributions go on a 16-bit wire area, are decoded and
+    summed in the gradient's precision, and the result travels back in 16 bits).
     """
 
-    def __init__(self, group: NodeGroup, layout: BucketLayout, comp: Compressor, slots: int):
+    def __init__(
+        self,
+        group: NodeGroup,
+        layout: BucketLayout,
+        comp: Compressor,
+        slots: int,
+        *,
+        within_node: bool = True,
+    ):
         self.group, self.layout, self.comp = group, layout, comp
+        self.node_comp = comp if within_node else Compression.none
         self.me, self.n = group.node.rank, group.node.size
         self.grad_bytes = align(layout.nbytes)
-        wire = layout.wire_nbytes(comp.wire_itemsize) if comp.wire_itemsize else 0
+        width = self.node_comp.wire_itemsize
+        wire = layout.wire_nbytes(width) if width else 0
         self.shared = SharedRegions(group.node, self.grad_bytes + wire, slots, group.guard)
         self.flags, self.scales = self.shared.flags, self.shared.scales
         self.turns = Turns()  # posting order of the leaders' sums
 
     def compressed(self, s: int) -> bool:
-        """Slab s travels in 16 bits (floating slabs under a 16-bit compressor)."""
-        return self.comp.wire_itemsize is not None and self.layout.slabs[s].dtype.kind == "f"
+        """Slab s travels in 16 bits within the node (floating slabs, 16 bits forced there)."""
+        return self.node_comp.wire_itemsize is not None and self.layout.slabs[s].dtype.kind == "f"
 
     def grads(self, r: int, s: int) -> np.ndarray:
         return self.layout.slab_view(self.shared.regions[r][: self.grad_bytes], s)
@@ -133,6 +147,8 @@ class ShmReducer:
         ranks = [self.group.comm_ranks[i] for i in missing]
         if kind == LEADER and not ranks:
             return f"bucket {b.index}: the sum between node leaders (on other nodes)"
+        if kind == PEERS:
+            return f"bucket {b.index}: the sum of this rank's slice with the other nodes"
         return f"bucket {b.index}: rank(s) {ranks} to {_KIND_NAMES[kind]} (node-local wait)"
 
     def reduce(self, b: Bucket, call: int, inv: float, residual=None, contributed=False):
@@ -151,8 +167,15 @@ class ShmReducer:
         else:
             acc = self._sum_slice(b, lo, hi)
             if self.group.num_nodes > 1:
-                yield from self._between_nodes(b, call, acc, lo, hi)
-                acc = self.grads(0, s)[lo:hi].copy()
+                # error feedback between nodes where the node itself is not compressed
+                res = None if residual is None or self.compressed(s) else residual
+                if self.group.peers is not None:
+                    part = None if res is None else res[lo:hi]
+                    op = MpiSum(self.group.peers, acc, self.comp, part, self.group.gather)
+                    yield from self.turns.run(b.index, op, (PEERS, b, []))
+                else:
+                    yield from self._between_nodes(b, call, acc, lo, hi, res)
+                    acc = self.grads(0, s)[lo:hi].copy()
             if inv != 1.0 and not self.compressed(s):  # 16-bit sums are scaled when decoded
                 acc *= acc.dtype.type(inv)
             if not is_finite_sum(acc):
@@ -164,14 +187,15 @@ class ShmReducer:
             self._decode_result(b, inv)
             self._set(b, FINAL, call)
 
-    def _between_nodes(self, b: Bucket, call: int, acc: np.ndarray, lo: int, hi: int):
+    def _between_nodes(self, b: Bucket, call: int, acc, lo: int, hi: int, residual=None):
         """Stage the node sums in local rank 0's region; the leader sums them over nodes."""
         self.grads(0, b.slab)[lo:hi] = acc
         self._set(b, STAGED, call)
         if self.me == 0:
             yield from self.wait_flags(b, STAGED, call)
             buf = self.grads(0, b.slab)[b.start : b.stop]
-            op = MpiSum(self.group.leaders, buf, self.comp)
+            res = None if residual is None else residual[b.start : b.stop]
+            op = MpiSum(self.group.leaders, buf, self.comp, res, self.group.gather)
             yield from self.turns.run(b.index, op, (LEADER, b, []))  # same order on every leader
             self._set(b, LEADER, call, col=0)
         yield from self.wait_flags(b, LEADER, call, cols=[0])

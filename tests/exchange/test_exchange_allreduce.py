@@ -109,7 +109,7 @@ def test_mixed_dtypes_compressed(comm):
 def test_exchange_gradients_in_place_with_overlap(comm, compression, small_bytes):
     params = [np.zeros(s, np.float32) for s in SHAPES]
     kw = dict(compression=compression, bucket_bytes=8 << 10, small_bytes=small_bytes, check_every=1)
-    with hpcdist.AllreduceExchange(**kw) as ex:
+    with hpcdist.AllreduceExchange(compress_within_node=True, **kw) as ex:
         grads = ex.attach(params)
         assert [g.shape for g in grads] == [p.shape for p in params]
         for step in range(3):
@@ -123,18 +123,25 @@ def test_exchange_gradients_in_place_with_overlap(comm, compression, small_bytes
         assert ex.stats.calls == 3
 
 
-def test_wire_bytes_halve_with_16_bit(comm):
+@pytest.mark.parametrize("forced", [True, False], ids=["everywhere", "between-nodes"])
+def test_wire_bytes_halve_with_16_bit(comm, forced):
+    """16 bits forced everywhere halve the wire; by default one node keeps full width."""
     shapes = [(5000,), (3000,)]
     counted = {}
     for comp in ("none", "fp16", "bf16"):
-        with hpcdist.AllreduceExchange(compression=comp, bucket_bytes=4096) as ex:
+        kw = dict(compression=comp, bucket_bytes=4096, compress_within_node=forced)
+        with hpcdist.AllreduceExchange(**kw) as ex:
             ex.attach([np.zeros(s, np.float32) for s in shapes])
             counted[comp] = ex.synchronize().wire_bytes
             assert ex.stats.wire_bytes == counted[comp]
+            one_node = ex.group.num_nodes == 1
     if comm.size > 1:
         assert counted["none"] > 0
         assert counted["fp16"] == counted["bf16"]
-        assert abs(counted["fp16"] * 2 - counted["none"]) <= 1  # half, to the byte
+        if forced or not one_node:
+            assert abs(counted["fp16"] * 2 - counted["none"]) <= 1  # half, to the byte
+        else:
+            assert counted["fp16"] == counted["none"]
     else:
         assert counted == {"none": 0, "fp16": 0, "bf16": 0}
 
@@ -157,7 +164,8 @@ def test_nonfinite_is_reported_and_skippable(comm):
 
 def test_error_feedback_residuals_and_state_dict(comm):
     shapes = [(3000,)]
-    with hpcdist.AllreduceExchange(compression="fp16", error_feedback=True) as ex:
+    kw = dict(compression="fp16", error_feedback=True, compress_within_node=True)
+    with hpcdist.AllreduceExchange(**kw) as ex:
         grads = ex.attach([np.zeros(s, np.float32) for s in shapes])
         total_out = np.zeros(3000)
         steps = 5
