@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ckptfile import Shard
-from ..nn import Module, Parameter
+from ..nn import Module, Parameter, Sequential
 
 
 @dataclass(frozen=True)
@@ -40,38 +40,15 @@ class Piece:
         return Shard(group, name, self.shape, self.index, data)
 
 
-class Chain(Module):
-    """Layers applied in order, without renaming their parameters (unlike nn.Sequential)."""
+class Chain(Sequential):
+    """nn.Sequential without renaming its layers' parameters: they keep the unsplit names."""
 
     def __init__(self, layers: list[Module], pieces: list[Piece]):
-        self.layers = list(layers)
+        self.layers = list(layers)  # Sequential.__init__ would prefix each name with its index
         self._pieces = list(pieces)
         names = [p.name for p in self.parameters()]
         if names != [pc.param.name for pc in self._pieces]:
             raise ValueError(f"Chain: pieces {self._pieces} do not describe parameters {names}")
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
-    def backward(self, dout, input_grad: bool = True, on_ready=None):
-        """As nn.Sequential.backward: on_ready(k) for each parameter once its layer is done."""
-        counts = [len(layer.parameters()) for layer in self.layers]
-        end = sum(counts)
-        for i in range(len(self.layers) - 1, -1, -1):
-            dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
-            if on_ready is not None:
-                for k in reversed(range(end - counts[i], end)):
-                    on_ready(k)
-            end -= counts[i]
-        return dout
-
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def modules(self) -> list[Module]:
-        return [self] + [m for layer in self.layers for m in layer.modules()]
 
     def pieces(self) -> list[Piece]:
         """One Piece per parameter, in parameters() order."""
