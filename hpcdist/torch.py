@@ -19,9 +19,13 @@ backward produces them. Then rank `root`'s state dict (parameters and buffers)
 and optimizer state are broadcast in place: the optimizer's own tensors, no
 fake step (Horovod's zero-gradient step changes Adam's moments).
 
-An exchange that applies the updates itself (`updates` "parameters": the
-parameter server, whose tasks run hpcdist.nn optimizers) is refused: a torch
-optimizer cannot run on the ps tasks.
+With an exchange that applies the updates itself (`updates` "parameters": the
+parameter server, ps-sync or ps-async) the torch optimizer is mapped to the
+hpcdist.nn optimizer the ps tasks run (torch_ps.py: SGD with momentum/nesterov/
+weight_decay, Adam; others refused by name): step() pushes the gradients, the ps
+applies the update, the fresh parameters are pulled into the torch parameters in
+place; torch's own step() is not called. state_dict() is then the ps state in
+hpcdist.nn's layout, and a changed lr is refused (the ps applies the lr it got).
 
 Rules: CPU tensors (torch's device gradients would be staged copies; see
 docs/models.md), one backward per step() (or several inside `no_sync()`), and
@@ -173,6 +177,7 @@ class DistributedOptimizer:
         comm=None,
         root: int = 0,
         overlap: bool = True,
+        steps_per_epoch: int | None = None,
     ):
         params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         arrays = [_numpy_view(p, f"parameter {i}") for i, p in enumerate(params)]  # checks first
@@ -180,16 +185,18 @@ class DistributedOptimizer:
             from .exchange.allreduce import AllreduceExchange
 
             exchange = AllreduceExchange(comm)
-        if exchange.updates != "gradients":
+        if exchange.updates not in ("gradients", "parameters"):
             raise ValueError(
-                f"{type(exchange).__name__} updates {exchange.updates!r}, not gradients: "
-                "hpcdist.torch needs an exchange that hands back averaged gradients for the "
-                "torch optimizer (AllreduceExchange); a parameter server runs hpcdist.nn "
-                "optimizers on its tasks, not torch's"
+                f"{type(exchange).__name__} updates {exchange.updates!r}: hpcdist.torch needs an "
+                "exchange that hands back averaged gradients (AllreduceExchange) or a parameter "
+                "server that applies the update (ps-sync, ps-async)"
             )
         self.optimizer, self.exchange, self.overlap = optimizer, exchange, overlap
-        self.params = params
-        views = exchange.attach(arrays)  # collective; a mismatch of shapes raises on every rank
+        self.params, self.remote = params, None
+        if exchange.updates == "parameters":
+            views = self._attach_ps(arrays, model, root, steps_per_epoch)
+        else:
+            views = exchange.attach(arrays)  # collective; a mismatch of shapes raises everywhere
         self.grads = [torch.from_numpy(v) for v in views]  # zero-copy: the exchange's memory
         with torch.no_grad():
             for p, g in zip(self.params, self.grads, strict=True):
@@ -200,19 +207,31 @@ class DistributedOptimizer:
         self._hooks = [
             p.register_post_accumulate_grad_hook(self._hook(i)) for i, p in enumerate(self.params)
         ]
-        if model is not None:
-            broadcast_state_dict(model, root, exchange=exchange)
-        else:
-            _broadcast_tensors(
-                [(str(i), p) for i, p in enumerate(self.params)],
-                "parameter",
-                root,
-                None,
-                exchange,
-                None,
-            )
-        broadcast_optimizer_state(optimizer, root, comm, exchange=exchange)
+        if self.remote is None:
+            if model is not None:
+                broadcast_state_dict(model, root, exchange=exchange)
+            else:
+                items = [(str(i), p) for i, p in enumerate(self.params)]
+                _broadcast_tensors(items, "parameter", root, None, exchange, None)
+            broadcast_optimizer_state(optimizer, root, comm, exchange=exchange)
         self.last = None  # what the last exchange reported (SyncInfo)
+
+    def _attach_ps(self, arrays, model, root, steps_per_epoch) -> list:
+        """Attach to the ps exchange, give it root's parameters and buffers, bind the mapped
+        optimizer (collective over the workers); the gradient views."""
+        from . import torch_ps
+        from .nn import ConstantLR
+
+        ids = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+        names = [ids.get(id(p), str(i)) for i, p in enumerate(self.params)]
+        local = torch_ps.ps_optimizer(self.optimizer, arrays, names)  # refusals come first
+        views = self.exchange.attach(local.params)  # binds local's .grad to the views
+        if model is not None:  # buffers (and parameters) among the workers, then root's to the ps
+            broadcast_state_dict(model, root, exchange=self.exchange)
+        self.exchange.broadcast_parameters([p.data for p in local.params], root=root)
+        self.lr = torch_ps.lr_of(self.optimizer)
+        self.remote = self.exchange.bind_optimizer(local, ConstantLR(self.lr), steps_per_epoch)
+        return views
 
     def _hook(self, i: int):
         def ready(p: torch.Tensor) -> None:
@@ -266,17 +285,23 @@ class DistributedOptimizer:
         """Exchange, then torch's update; False when the exchange skipped the step."""
         if closure is not None:
             raise ValueError("closures are not supported: run forward/backward, then step()")
-        info = self.synchronize()
+        if self.remote is not None:
+            from .torch_ps import check_lr
+
+            check_lr(self.optimizer, self.lr)
+        info = self.synchronize()  # with a ps: the parameters are the ps's new ones now
         if getattr(info, "skip", False):
             return False
-        self.optimizer.step()
+        if self.remote is None:
+            self.optimizer.step()
         return True
 
     def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
+        """torch's optimizer state; with a ps, the ps state in hpcdist.nn's layout."""
+        return (self.remote or self.optimizer).state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state)
+        (self.remote or self.optimizer).load_state_dict(state)
 
     def close(self) -> None:
         """Remove the hooks and free the exchange (collective)."""

@@ -172,11 +172,127 @@ def test_set_to_none_strided_parameters_and_a_parameter_server_are_refused(comm)
     class Applies(hpcdist.AllreduceExchange):
         updates = "parameters"
 
-    with Applies(comm) as ex, pytest.raises(ValueError, match="a parameter server runs"):
+    class Sharded(hpcdist.AllreduceExchange):
+        updates = "sharded"
+
+    refused = [
+        (torch.optim.RMSprop(model.parameters(), 0.1), "torch.optim.rmsprop.RMSprop cannot run"),
+        (torch.optim.AdamW(model.parameters(), 0.1), "AdamW cannot run on a parameter server"),
+        (torch.optim.Adam(model.parameters(), amsgrad=True), r"Adam\(amsgrad=True\) cannot"),
+        (torch.optim.SGD(model.parameters(), 0.1, momentum=0.5, dampening=0.1), "dampening"),
+        (
+            torch.optim.SGD(
+                [{"params": model[0].parameters(), "lr": 0.5}, {"params": model[2].parameters()}],
+                0.1,
+            ),
+            "param group 1 has lr=0.1, group 0 0.5",
+        ),
+    ]
+    with Applies(comm) as ex:  # refused before anything is sent
+        for opt, match in refused:
+            with pytest.raises(ValueError, match=match):
+                hdt.DistributedOptimizer(opt, exchange=ex)
+    with Sharded(comm) as ex, pytest.raises(ValueError, match="updates 'sharded'"):
         hdt.DistributedOptimizer(torch.optim.SGD(model.parameters(), 0.1), exchange=ex)
     strided = torch.nn.Parameter(torch.zeros(3, 4).t())
     with pytest.raises(ValueError, match="parameter 0 is not contiguous"):
         hdt.DistributedOptimizer(torch.optim.SGD([strided], 0.1), comm=comm)
+
+
+# --- a parameter server applies the torch optimizer's update ------------------------
+
+PS_OPTIMIZERS = {
+    "sgd": lambda ps: torch.optim.SGD(ps, 0.2),
+    "momentum": lambda ps: torch.optim.SGD(ps, 0.1, momentum=0.9, weight_decay=0.01),
+    "nesterov": lambda ps: torch.optim.SGD(ps, 0.1, momentum=0.8, nesterov=True),
+    "adam": lambda ps: torch.optim.Adam(ps, 0.02, betas=(0.8, 0.99), weight_decay=0.01),
+}
+
+
+def _union_batch(step: int, workers: int, n: int = 4):
+    g = torch.Generator().manual_seed(77 + step)
+    return torch.randn(workers * n, 6, generator=g, dtype=torch.float64), torch.randint(
+        0, 4, (workers * n,), generator=g
+    )
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", list(PS_OPTIMIZERS))
+def test_a_parameter_server_applies_the_torch_update_as_torch_on_the_union_batch(comm, kind):
+    from hpcdist import cluster
+    from hpcdist.ps import PsSyncExchange
+
+    if comm.size < 3:
+        pytest.skip("needs a ps and two workers")
+    nps, steps, n = (1 if comm.size == 3 else 2), 4, 4
+    workers = comm.size - nps
+    hpcdist.init()
+    roles = cluster.Cluster(cluster.ClusterSpec({"ps": nps, "worker": None}))
+    ex = PsSyncExchange(roles, timeout=30)
+    if roles.task.job == "ps":
+        ex.serve()
+        return
+    w = roles.job_comm.rank
+    model = _mlp(seed=10 + w).double()  # root's (worker 0's) start must win
+    opt = hdt.DistributedOptimizer(
+        PS_OPTIMIZERS[kind](model.parameters()), model=model, exchange=ex
+    )
+    try:
+        for step in range(steps):
+            x, y = _union_batch(step, workers, n)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                model(x[w * n : (w + 1) * n]), y[w * n : (w + 1) * n]
+            )
+            loss.backward()
+            assert opt.step() is True
+        state = opt.state_dict()
+    finally:
+        opt.close()
+    ref = _mlp(seed=10).double()  # plain torch, one process, the union of the workers' batches
+    ref_opt = PS_OPTIMIZERS[kind](ref.parameters())
+    for step in range(steps):
+        x, y = _union_batch(step, workers, n)
+        ref_opt.zero_grad()
+        torch.nn.functional.cross_entropy(ref(x), y).backward()
+        ref_opt.step()
+    for (name, got), want in zip(model.named_parameters(), ref.parameters(), strict=True):
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-9,
+                                   atol=1e-12, err_msg=name)  # fmt: skip
+    assert state["steps"] == steps
+    if kind == "adam":  # the ps's moments are torch's
+        first = next(iter(ref.parameters()))
+        np.testing.assert_allclose(state["m.0"], ref_opt.state[first]["exp_avg"].numpy(), rtol=1e-9)
+        np.testing.assert_allclose(
+            state["v.0"], ref_opt.state[first]["exp_avg_sq"].numpy(), rtol=1e-9
+        )
+
+
+@pytest.mark.mpi
+def test_a_changed_lr_under_a_parameter_server_is_refused(comm):
+    from hpcdist import cluster
+    from hpcdist.ps import PsSyncExchange
+
+    if comm.size < 3:
+        pytest.skip("needs a ps and two workers")
+    hpcdist.init()
+    roles = cluster.Cluster(cluster.ClusterSpec({"ps": 1, "worker": None}))
+    ex = PsSyncExchange(roles, timeout=30)
+    if roles.task.job == "ps":
+        ex.serve()
+        return
+    model = _mlp(seed=0).double()
+    opt = hdt.DistributedOptimizer(
+        torch.optim.SGD(model.parameters(), 0.1), model=model, exchange=ex
+    )
+    try:
+        opt.param_groups[0]["lr"] = 0.05
+        with pytest.raises(
+            ValueError, match="lr changed to 0.05.*applies the lr given at construction"
+        ):
+            opt.step()
+    finally:
+        opt.close()
 
 
 # --- the example at 1 and 4 ranks against torch alone -----------------------------

@@ -3,6 +3,8 @@
     mpiexec -n 2 python -m hpcdist.bench allreduce          # one world size
     python -m hpcdist.bench allreduce --ranks-hint 2,4      # starts mpiexec per size
     python -m hpcdist.bench allreduce --hosts 2 --link 5gbit  # 2 hosts x 2 ranks (root)
+    python -m hpcdist.bench allreduce --ranks-hint 2,4 --workloads resnet50 \
+        --sweep-buckets 1e6,4e6,16e6 --repeat 7   # bucket sizes: median and spread
 
 Variants are timed in alternation, round after round (5-40 rounds); a time
 is the median over rounds of the slowest rank's time (a barrier before each).
@@ -203,21 +205,74 @@ def report(comm, rows, label: str = "") -> None:
     sys.stdout.flush()
 
 
-def sweep(comm, workload: str, spec: str, budget: float) -> int:
-    """Time the uncompressed exchange at several bucket sizes (to choose the default)."""
+def sweep(comm, workload: str, spec: str, budget: float, repeat: int = 1) -> int:
+    """Time the uncompressed exchange at several bucket sizes (to choose the default).
+
+    repeat > 1: every size's exchange is built once, then the sizes are timed in
+    alternation `repeat` times (one sample = the median of a few calls, the slowest
+    rank's), so a burst of load from other processes hits every size alike; a row
+    gives the median over the samples and their spread (min-max and quartiles)."""
     import hpcdist
 
     sizes = WORKLOADS[workload]()
+    buckets = [int(float(x)) for x in spec.split(",")]
+    if repeat > 1:
+        return _sweep_repeated(comm, sizes, workload, buckets, budget, repeat)
     if comm.rank == 0:
         print(f"\n## bucket sweep, {workload}, world size {comm.size}")
         print("| bucket bytes | time ms |\n|---|---|")
-    for bb in [int(float(x)) for x in spec.split(",")]:
+    for bb in buckets:
         with hpcdist.AllreduceExchange(comm, bucket_bytes=bb) as ex:
             ex.attach([np.zeros(s, np.float32) for s in sizes])
             t = timed(comm, ex.synchronize, int(max(5, budget / 0.02)))
         if comm.rank == 0:
             print(f"| {bb} | {t * 1e3:.2f} |", flush=True)
     return 0
+
+
+def _sweep_repeated(comm, sizes, workload: str, buckets: list, budget: float, repeat: int):
+    import hpcdist
+
+    exchanges = []
+    try:
+        for bb in buckets:
+            ex = hpcdist.AllreduceExchange(comm, bucket_bytes=bb)
+            exchanges.append(ex)
+            ex.attach([np.zeros(s, np.float32) for s in sizes])
+            ex.synchronize()  # warm-up
+        first = timed(comm, exchanges[0].synchronize, 1, warmup=0)
+        iters = int(max(1, min(20, budget / max(first, 1e-6) / repeat)))
+        samples = np.empty((repeat, len(buckets)))
+        for r in range(repeat):
+            for j, ex in enumerate(exchanges):
+                samples[r, j] = timed(comm, ex.synchronize, iters, warmup=0)
+    finally:
+        for ex in exchanges:
+            ex.close()
+    if comm.rank == 0:
+        print(sweep_table(workload, comm.size, buckets, samples, iters), flush=True)
+    return 0
+
+
+def sweep_table(workload: str, n: int, buckets: list, samples: np.ndarray, iters: int) -> str:
+    """The repeated sweep's markdown table: per size, median and spread of samples[:, j] (s)."""
+    ms = samples * 1e3
+    med = np.median(ms, axis=0)
+    best = int(np.argmin(med))
+    lines = [
+        f"\n## bucket sweep, {workload}, world size {n}, {len(ms)} alternating rounds "
+        f"(a sample: median of {iters} calls, slowest rank)",
+        "| bucket bytes | median ms | min-max ms | IQR ms | x best median |",
+        "|---|---|---|---|---|",
+    ]
+    for j, bb in enumerate(buckets):
+        q1, q3 = np.percentile(ms[:, j], [25, 75])
+        lines.append(
+            f"| {bb} | {med[j]:.2f} | {ms[:, j].min():.2f}-{ms[:, j].max():.2f} | "
+            f"{q1:.2f}-{q3:.2f} | {med[j] / med[best]:.2f} |"
+        )
+    lines.append(f"best median: {buckets[best]} bytes")
+    return "\n".join(lines)
 
 
 def crossover(comm) -> int:
@@ -273,6 +328,13 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="bucket sizes (e.g. 1e6,4e6): time AllreduceExchange none on the first workload",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="with --sweep-buckets: time the sizes in alternation this many rounds and print "
+        "each size's median and spread",
+    )
     return p
 
 
@@ -282,6 +344,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.workloads.split(",")) - set(WORKLOADS))
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; the workloads are {list(WORKLOADS)}")
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, got {args.repeat}")
     comm = MPI.COMM_WORLD
     sizes = [int(s) for s in args.ranks_hint.split(",") if s.isdigit()]
     if args.hosts and comm.size == 1:
@@ -289,6 +353,7 @@ def main(argv=None) -> int:
     if comm.size == 1 and sizes and sizes != [1]:
         rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
         rest += [f"--sweep-buckets={args.sweep_buckets}"] if args.sweep_buckets else []
+        rest += [f"--repeat={args.repeat}"] if args.repeat != 1 else []
         rest += ["--crossover"] if args.crossover else []
         rest += [f"--bucket-bytes={args.bucket_bytes}"] if args.bucket_bytes else []
         return _spawn(sizes, rest)
@@ -298,7 +363,9 @@ def main(argv=None) -> int:
     if args.crossover:
         return crossover(comm)
     if args.sweep_buckets:
-        return sweep(comm, args.workloads.split(",")[0], args.sweep_buckets, args.budget)
+        return sweep(
+            comm, args.workloads.split(",")[0], args.sweep_buckets, args.budget, args.repeat
+        )
     names = args.workloads.split(",")
     rows = bench_size(comm, names, args.bucket_bytes, args.budget, gloo=not args.no_gloo)
     if comm.rank == 0:

@@ -9,8 +9,8 @@ import numpy as np
 #: Byte alignment of every tensor, slab and bucket boundary (a cache line).
 ALIGN_BYTES = 64
 
-#: Default bucket size, chosen with `python -m hpcdist.bench allreduce` on the
-#: dev machine (see docs/benchmarks.md).
+#: Default bucket size, chosen with `python -m hpcdist.bench allreduce --sweep-buckets
+#: ... --repeat N` on the dev machine (docs/benchmarks.md, "Bucket size from repeated runs").
 DEFAULT_BUCKET_BYTES = 4 << 20
 
 
