@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
+
+from .rundir import replace_file
 
 #: Categories of a training step; each gets its own row (tid) under the rank's pid.
 CATEGORIES = ("data", "forward", "backward", "exchange", "optimizer", "eval", "checkpoint")
@@ -152,15 +153,10 @@ class Timeline:
 
 
 def _write_json(path: Path, obj: dict) -> None:
+    """A new file renamed into place, with every output's mode (rundir.replace_file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+    replace_file(path, lambda f: f.write(data))
 
 
 def merge_timelines(paths: list[str | os.PathLike], out_path: str | os.PathLike) -> Path:

@@ -109,6 +109,22 @@ def test_disabled_timeline_is_a_cheap_noop(tmp_path):
     assert not (tmp_path / "off.json").exists()
 
 
+def test_trace_files_get_every_outputs_mode_and_replace_a_planted_link(tmp_path):
+    from hpcdist.rundir import OUTPUT_MODE
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("mine")
+    (tmp_path / "t.json").symlink_to(victim)
+    tl = Timeline(tmp_path / "t.json", rank=0)
+    with tl.span("forward"):
+        pass
+    path = tl.close()
+    assert (path.stat().st_mode & 0o777) == OUTPUT_MODE  # as metrics.jsonl, not mkstemp's 0600
+    merged = merge_timelines([path], tmp_path / "merged.json")
+    assert (merged.stat().st_mode & 0o777) == OUTPUT_MODE
+    assert victim.read_text() == "mine" and not path.is_symlink()
+
+
 def test_add_interval_timed_elsewhere_and_max_events(tmp_path):
     tl = Timeline(tmp_path / "t.json", rank=0, start_ns=1_000_000, max_events=2)
     tl.add("allreduce bucket 0", 3_000_000, 3_500_000, cat="exchange", bytes=1024)
