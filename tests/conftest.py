@@ -1,11 +1,26 @@
-"""Test set-up: MPI facts in the header, per-rank temp dirs, gpu/launcher markers."""
+"""Test set-up: MPI facts in the header, per-rank temp dirs and logs, gpu/launcher markers.
+
+After each test marked `mpi` (at world size > 1) the ranks agree on its
+outcome with one guarded allreduce: a test that failed on any rank is
+reported failed on every rank, naming the ranks it failed on; a rank whose
+test failed waits only $HPCDIST_TEST_FAILED_WAIT s (default 10) for the
+others, and when they do not come (stuck in the test's collectives it left)
+it prints its failure and aborts the job, instead of the others waiting in a
+later collective until the 300 s timeout.
+"""
 
 import os
 
+import numpy as np
 import pytest
 from mpi4py import MPI
 
 WORLD = MPI.COMM_WORLD
+#: Seconds a rank whose test failed waits for the others to agree on the outcome.
+FAILED_WAIT_ENV = "HPCDIST_TEST_FAILED_WAIT"
+_AGREED = pytest.StashKey[bool]()
+_FAILED = pytest.StashKey[str]()
+_agreement = {}  # "guard": the session's hpcdist.guard.Guard over the world (size > 1)
 
 
 def pytest_report_header(config):
@@ -80,3 +95,57 @@ def comm():
 
     hpcdist.init()
     return WORLD
+
+
+def pytest_sessionstart(session):
+    if WORLD.size > 1:  # made here, before any test: Guard() is itself a collective
+        from hpcdist.guard import Guard
+
+        _agreement["guard"] = Guard(WORLD, name="test outcome", on_timeout="raise")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """One agreement per mpi test and rank: after the call, or at teardown if it never ran."""
+    report = yield
+    guard = _agreement.get("guard")
+    if guard is None or item.get_closest_marker("mpi") is None or item.stash.get(_AGREED, False):
+        return report
+    if report.failed:
+        item.stash[_FAILED] = report.longreprtext
+    if report.when == "call" or report.when == "teardown":
+        item.stash[_AGREED] = True
+        _agree(item, report, guard)
+    return report
+
+
+def _agree(item, report, guard) -> None:
+    """Allreduce which ranks failed `item`; mark it failed here too, or abort if they never come."""
+    from hpcdist import runtime
+    from hpcdist.errors import CollectiveTimeoutError
+    from hpcdist.guard import check_timeout, default_timeout
+
+    failed_here = _FAILED in item.stash
+    flags = np.zeros(guard.size, np.int64)
+    flags[guard.rank] = failed_here
+    guard.timeout = (
+        check_timeout(os.environ.get(FAILED_WAIT_ENV, "10"), FAILED_WAIT_ENV)
+        if failed_here
+        else default_timeout()  # a rank that passed waits as long as any collective
+    )
+    try:
+        flags = guard.allreduce(flags, what=f"the outcome of {item.nodeid}")
+    except CollectiveTimeoutError as e:
+        os.write(2, f"\n{item.nodeid} FAILED on this rank:\n{item.stash[_FAILED]}\n".encode())
+        runtime.abort(
+            f"{item.nodeid} failed on rank {guard.rank}, and the other ranks did not come to "
+            f"agree on its outcome (stuck in the test's collectives?): {e}",
+            exitcode=1,
+        )
+    others = [r for r in np.flatnonzero(flags).tolist() if r != guard.rank]
+    if others and not report.failed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"failed on rank(s) {others} of {guard.size} (passed here, on rank {guard.rank}); "
+            "their output is in their logs (tests/run_suite.py shows it)"
+        )

@@ -5,6 +5,12 @@
 World size 1 runs every test; larger sizes run the tests marked `mpi`
 (pytest-mpi's --only-mpi). Rank 0 prints to the terminal; every other rank
 writes a log under $TMPDIR, shown in full when that rank fails.
+
+Every rank's log is counted: a world size fails when mpiexec exits non-zero,
+when any rank's summary line counts a failure or error, or when a rank's log
+has no summary line (it was aborted or killed). A size's count of a kind is
+the largest any rank reports (tests/conftest.py makes the ranks agree on each
+mpi test's outcome, so a test failed on one rank is failed on all).
 """
 
 from __future__ import annotations
@@ -23,17 +29,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from launch import ROOT, clean_env, mpiexec  # noqa: E402
 
 COUNT_RE = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)")
+# pytest's closing line: "=== 3 failed, 40 passed, 2 warnings in 9.12s ===" (bare under -q).
+SUMMARY_RE = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+|no tests ran) in \d+(?:\.\d+)?s\b")
 
 
-def summary_counts(text: str) -> dict[str, int]:
-    """Counts from pytest's closing line ('3 failed, 40 passed, 2 skipped in 9.1s')."""
-    lines = [
-        ln for ln in text.splitlines() if re.search(r"\b(passed|failed|error|skipped)\b.* in ", ln)
-    ]
-    counts: dict[str, int] = {}
-    for number, word in COUNT_RE.findall(lines[-1] if lines else ""):
-        counts[word.rstrip("s") if word.startswith("error") else word] = int(number)
-    return counts
+def summary_counts(text: str) -> dict[str, int] | None:
+    """Counts from pytest's closing line ('3 failed, 40 passed, 2 skipped in 9.1s'), or None
+    when `text` has no such line (the run was aborted or killed before its summary)."""
+    for line in reversed(text.splitlines()):
+        match = SUMMARY_RE.match(line.strip())
+        if match:
+            counts: dict[str, int] = {}
+            for number, word in COUNT_RE.findall(match.group(1)):
+                key = "error" if word.startswith("error") else word
+                counts[key] = int(number)
+            return counts
+    return None
+
+
+def rank_failure(counts: dict[str, int] | None) -> str | None:
+    """Why a rank with these summary counts failed, or None if it did not."""
+    if counts is None:
+        return "no summary line (aborted or killed)"
+    bad = counts.get("failed", 0) + counts.get("error", 0)
+    return f"{bad} failed or errors" if bad else None
 
 
 def _run_echoing(cmd: list[str], env: dict, log: Path, timeout: float) -> int:
@@ -57,7 +76,9 @@ def _run_echoing(cmd: list[str], env: dict, log: Path, timeout: float) -> int:
     return rc
 
 
-def run_size(n: int, pytest_args: list[str], logdir: Path, timeout: float) -> tuple[int, dict]:
+def run_size(
+    n: int, pytest_args: list[str], logdir: Path, timeout: float
+) -> tuple[int, dict, dict]:
     # pytest-mpi: --with-mpi runs everything, --only-mpi just the tests marked mpi.
     mode = "--with-mpi" if n == 1 else "--only-mpi"
     cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "pytest", mode]
@@ -67,18 +88,37 @@ def run_size(n: int, pytest_args: list[str], logdir: Path, timeout: float) -> tu
     start = time.monotonic()
     (logdir / f"np{n}").mkdir(parents=True, exist_ok=True)
     rc = _run_echoing(cmd, env, logdir / f"np{n}" / "rank0.log", timeout)
-    counts: dict[str, int] = {}
-    for log in sorted((logdir / f"np{n}").glob("rank*.log")):
-        text = log.read_text(errors="replace")
-        rank_counts = summary_counts(text)
-        if rank_counts.get("failed") or rank_counts.get("error") or not rank_counts:
-            print(f"----- {log.name} (world size {n}) -----\n{text[-20000:]}", flush=True)
-        if log.name == "rank0.log":
-            counts = rank_counts
+    counts, failing = size_counts(n, logdir / f"np{n}")
     print(
-        f"===== world size {n}: exit {rc}, {time.monotonic() - start:.0f} s, {counts}", flush=True
+        f"===== world size {n}: exit {rc}, {time.monotonic() - start:.0f} s, {counts}, "
+        f"failing ranks: {failing or 'none'}",
+        flush=True,
     )
-    return rc, counts
+    return rc, counts, failing
+
+
+def size_counts(n: int, logs: Path) -> tuple[dict[str, int], dict[int, str]]:
+    """The counts of one world size from every rank's log, and {rank: why} for failing ranks.
+
+    A count is the largest any rank reports; a rank without a summary line adds
+    one failure when no rank counted any (the job ended before its summary).
+    """
+    counts: dict[str, int] = {}
+    failing: dict[int, str] = {}
+    for rank in range(n):
+        log = logs / f"rank{rank}.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        rank_counts = summary_counts(text)
+        why = rank_failure(rank_counts)
+        if why:
+            failing[rank] = why
+            shown = text[-20000:] if rank else "(its output is above)"
+            print(f"----- {log.name} (world size {n}): {why} -----\n{shown}", flush=True)
+        for key, value in (rank_counts or {}).items():
+            counts[key] = max(counts.get(key, 0), value)
+    if failing and not counts.get("failed", 0) + counts.get("error", 0):
+        counts["failed"] = 1  # no rank got to count the failure that ended the job
+    return counts, failing
 
 
 def main() -> int:
@@ -92,14 +132,14 @@ def main() -> int:
     total: dict[str, int] = {}
     failed_sizes = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        rc, counts = run_size(n, pytest_args or ["-q"], logdir, args.timeout)
+        rc, counts, failing = run_size(n, pytest_args or ["-q"], logdir, args.timeout)
         for k, v in counts.items():
             total[k] = total.get(k, 0) + v
-        if rc != 0 or not counts:
+        if rc != 0 or failing:
             failed_sizes.append(n)
     failed = total.get("failed", 0) + total.get("error", 0)
     if failed_sizes and not failed:
-        failed = len(failed_sizes)  # a size that crashed or timed out without a count
+        failed = len(failed_sizes)  # mpiexec failed although every rank's summary was clean
     print(f"\nsizes {args.sizes}; failing sizes: {failed_sizes or 'none'}; logs: {logdir}")
     passed, skipped = total.get("passed", 0), total.get("skipped", 0)
     print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
