@@ -67,7 +67,7 @@ def data(cfg, directory: Path, comm) -> Data:
     except ValueError as exc:
         if train_split.num_records >= comm.size * cfg.batch_size:
             raise
-        raise ValueError(
+        raise datasets.DataSetError(
             f"{train_split.num_records} training records cannot give {comm.size} ranks one "
             f"batch of {cfg.batch_size} each: use a smaller --batch-size "
             f"(at most {train_split.num_records // comm.size}) or fewer ranks"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CollectiveError
 from .guard import Guard
 
 DIGITS_VERSION = 1  # bump when the digits layout changes, so old caches are rebuilt
@@ -28,6 +29,10 @@ DIGITS_VERSION = 1  # bump when the digits layout changes, so old caches are reb
 #: node's first rank builds its copy); unset or "auto": rank 0 builds, and nodes whose
 #: ranks do not see the result build their own.
 CACHE_SHARED_ENV = "HPCDIST_CACHE_SHARED"
+
+
+class DataSetError(CollectiveError, ValueError):
+    """The data set cannot be built or used as the settings ask; every rank raises it alike."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,8 @@ def _build(directory: Path, x, y, num_classes: int, val_fraction: float, seed: i
     if n_val < 1 or len(x) - n_val < 1:
         raise ValueError(
             f"{len(x)} records cannot be split into non-empty train and val sets with a "
-            f"validation fraction of {val_fraction:g}; use more records"
+            f"validation fraction of {val_fraction:g}; use at least "
+            f"{_fewest_records(val_fraction)} records"
         )
     parts = {"val": order[:n_val], "train": order[n_val:]}
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +142,14 @@ def _build(directory: Path, x, y, num_classes: int, val_fraction: float, seed: i
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fewest_records(val_fraction: float) -> int:
+    """The fewest records that give non-empty train and val sets at `val_fraction`."""
+    n = 2
+    while int(round(n * val_fraction)) < 1 or n - int(round(n * val_fraction)) < 1:
+        n += 1
+    return n
 
 
 def _cache_shared() -> bool | None:
@@ -185,17 +199,23 @@ def _prepare_once(directory: Path, build, comm, guard: Guard | None) -> Path:
 
 
 def _build_on(builders: set, directory: Path, build, guard: Guard) -> None:
-    """The ranks in `builders` build `directory` if they do not see it; errors go to all."""
+    """The ranks in `builders` build `directory` if they do not see it; errors go to all.
+
+    A ValueError (settings that cannot give a data set) becomes DataSetError on
+    every rank; any other failure a RuntimeError naming the rank.
+    """
     error = None
     if guard.rank in builders and not (directory / "dataset.json").exists():
         try:
             build()
         except Exception as e:  # tell the others instead of leaving them waiting
-            error = f"{type(e).__name__}: {e}"
+            error = (isinstance(e, ValueError), f"{type(e).__name__}: {e}")
     errors = guard.allgather(error, what=f"rank(s) {sorted(builders)} to build {directory}")
     failed = [(r, e) for r, e in enumerate(errors) if e]
     if failed:
-        r, e = failed[0]
+        r, (bad_setting, e) = failed[0]
+        if bad_setting:
+            raise DataSetError(f"cannot build the data set {directory.name}: {e.split(': ', 1)[1]}")
         raise RuntimeError(f"rank {r} could not prepare the data set in {directory}: {e}")
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import config, runtime
+from .datasets import DataSetError
 from .runs import RunDirError
 from .trainer import PREEMPTED_EXIT_CODE, Trainer
 
@@ -37,12 +38,22 @@ def main(argv=None) -> int:
             print(f"hpcdist.train: error: {e}", file=sys.stderr)
         return 2
     try:
-        with Trainer(cfg) as trainer:
+        trainer = Trainer(cfg)
+    except (RunDirError, DataSetError) as e:  # the same on every rank: every rank exits 2
+        return refuse(info, e)
+    try:
+        with trainer:
             return exit_status(trainer.fit())
     except RunDirError as e:  # decided by rank 0 and shared: every rank exits 2
-        if info.is_root:
-            print(f"hpcdist.train: error: {e}", file=sys.stderr)
-        return 2
+        return refuse(info, e)
+
+
+def refuse(info, error: Exception) -> int:
+    """Say `error` in one line tagged with the rank; 2, the exit status of a refused run."""
+    # One write per line: the ranks' lines must not interleave in the launcher's output.
+    sys.stderr.write(f"hpcdist.train: error (rank {info.rank} of {info.size}): {error}\n")
+    sys.stderr.flush()
+    return 2
 
 
 if __name__ == "__main__":

@@ -82,3 +82,75 @@ def test_a_bad_cache_shared_setting_is_named(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"\$HPCDIST_CACHE_SHARED must be 0, 1 or auto, got 'yes'"):
         datasets.digits(comm=MPI.COMM_SELF)
     assert not list(tmp_path.iterdir())  # nothing built
+
+
+@pytest.mark.mpi
+def test_too_few_synthetic_records_raise_data_set_error_on_every_rank(comm, mpi_tmp_path):
+    """--synthetic 5 at a validation fraction of 0.1 has no validation record (round(0.5) = 0);
+    6 is the fewest that split. Every rank raises the same error, and nothing is built."""
+    import os
+
+    os.environ["HPCDIST_CACHE"] = str(mpi_tmp_path / "cache")
+    try:
+        with pytest.raises(datasets.DataSetError) as err:
+            datasets.synthetic(5, features=4)
+        assert "5 records cannot be split into non-empty train and val sets" in str(err.value)
+        assert "use at least 6 records" in str(err.value)
+        assert comm.allgather(str(err.value)) == [str(err.value)] * comm.size
+        assert datasets.synthetic(6, features=4).name == "synthetic-n6-d4-c10-s0"
+    finally:
+        del os.environ["HPCDIST_CACHE"]
+    assert not list((mpi_tmp_path / "cache").glob("synthetic-n5-*"))
+
+
+@pytest.mark.mpi
+def test_a_batch_larger_than_the_records_per_rank_names_the_batch_size(comm, mpi_tmp_path):
+    """60 synthetic records keep 54 for training (6 = round(60 * 0.1) for validation); a batch
+    of 54 // size + 1 is more than each rank holds, and the message says the largest that fits."""
+    import os
+
+    from hpcdist import build
+    from hpcdist.config import TrainConfig
+
+    os.environ["HPCDIST_CACHE"] = str(mpi_tmp_path / "cache")
+    try:
+        directory = datasets.synthetic(60, features=4)
+    finally:
+        del os.environ["HPCDIST_CACHE"]
+    per_rank = 54 // comm.size
+    cfg = TrainConfig(batch_size=per_rank + 1)
+    with pytest.raises(datasets.DataSetError) as err:
+        build.data(cfg, directory, comm)
+    assert str(err.value) == (
+        f"54 training records cannot give {comm.size} ranks one batch of {per_rank + 1} each: "
+        f"use a smaller --batch-size (at most {per_rank}) or fewer ranks"
+    )
+    assert (
+        build.data(TrainConfig(batch_size=per_rank), directory, comm).train_split.num_records == 54
+    )
+
+
+@pytest.mark.launcher
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--synthetic", "5"], "5 records cannot be split into non-empty train and val sets"),
+        (  # the digits: 1797 records, 359 = round(0.2 * 1797) for validation, 1438 to train
+            ["--batch-size", "400"],
+            "1438 training records cannot give 4 ranks one batch of 400 each: use a smaller "
+            "--batch-size (at most 359) or fewer ranks",
+        ),
+    ],
+    ids=["synthetic-5", "batch-400"],
+)
+def test_a_data_set_the_settings_cannot_use_exits_2_with_one_line_per_rank(tmp_path, flags, words):
+    """Was: a traceback from every rank and exit 1 (--synthetic 5 on 4 ranks)."""
+    args = ["-m", "hpcdist.train", "--run-dir", str(tmp_path / "run"), *FAST, "--no-progress"]
+    res = run_mpi(4, [*args, *flags], timeout=120, env={"HPCDIST_CACHE": str(tmp_path / "c")})
+    assert res.returncode == 2, res.output[-3000:]
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("hpcdist.train: error")]
+    assert sorted(ln.split(")")[0] for ln in lines) == [
+        f"hpcdist.train: error (rank {r} of 4" for r in range(4)
+    ]
+    assert all(words in ln for ln in lines), lines
