@@ -17,73 +17,14 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 from mpi4py import MPI
 
-MB = 1e6
+from .bucketsweep import crossover, sweep, sweep_table  # noqa: F401  (re-exported)
+from .workloads import MB, WORKLOADS, interleaved, resnet50_like, timed  # noqa: F401
+
 NONE = "hpcdist AllreduceExchange none"
-
-
-def resnet50_like(seed: int = 0) -> list[int]:
-    """161 tensor sizes, log-uniform in 64..2.4M, rescaled to 25.6M floats in total."""
-    rng = np.random.default_rng(seed)
-    sizes = np.exp(rng.uniform(np.log(64), np.log(2.4e6), 161))
-    for _ in range(50):
-        sizes = np.clip(sizes * 25.6e6 / sizes.sum(), 64, 2.4e6)
-    return [int(s) for s in sizes]
-
-
-WORKLOADS = {
-    "resnet50": resnet50_like,
-    "small2000": lambda: [256] * 2000,
-    "flat100MB": lambda: [25_000_000],
-}
-
-
-def timed(comm, fn, iters: int, warmup: int = 2) -> float:
-    """Median over iterations of the slowest rank's seconds for fn()."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        comm.Barrier()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    worst = np.array(times)
-    comm.Allreduce(MPI.IN_PLACE, worst, op=MPI.MAX)
-    return float(np.median(worst))
-
-
-def interleaved(comm, fns: dict, budget_s: float) -> dict:
-    """Median seconds per call of each fn, timed in alternation (round after round), so a
-    burst of load from other processes hits every variant alike. A sample repeats a fast
-    fn until it lasts about 5 ms; its time is the slowest rank's."""
-    reps, first = {}, {}
-    for name, fn in fns.items():
-        fn()  # warm-up: windows, caches, connections
-        t = np.array([time.perf_counter()])
-        fn()
-        t = np.array([time.perf_counter() - t[0]])
-        comm.Allreduce(MPI.IN_PLACE, t, op=MPI.MAX)
-        first[name], reps[name] = t[0], max(1, int(0.005 / max(t[0], 1e-7)))
-    per_round = sum(first[k] * reps[k] for k in fns)
-    rounds = int(max(5, min(40, len(fns) * budget_s / max(per_round, 1e-6))))
-    samples = {k: np.empty(rounds) for k in fns}
-    for r in range(rounds):
-        for name, fn in fns.items():
-            comm.Barrier()
-            t = time.perf_counter()
-            for _ in range(reps[name]):
-                fn()
-            samples[name][r] = (time.perf_counter() - t) / reps[name]
-    out = {}
-    for name, v in samples.items():
-        comm.Allreduce(MPI.IN_PLACE, v, op=MPI.MAX)
-        out[name] = float(np.median(v))
-    return out
 
 
 def raw_variants(comm, sizes):
@@ -203,100 +144,6 @@ def report(comm, rows, label: str = "") -> None:
                 f"{r['seconds'] / per:.2f} | {x_none} | {wire} |"
             )
     sys.stdout.flush()
-
-
-def sweep(comm, workload: str, spec: str, budget: float, repeat: int = 1) -> int:
-    """Time the uncompressed exchange at several bucket sizes (to choose the default).
-
-    repeat > 1: every size's exchange is built once, then the sizes are timed in
-    alternation `repeat` times (one sample = the median of a few calls, the slowest
-    rank's), so a burst of load from other processes hits every size alike; a row
-    gives the median over the samples and their spread (min-max and quartiles)."""
-    import hpcdist
-
-    sizes = WORKLOADS[workload]()
-    buckets = [int(float(x)) for x in spec.split(",")]
-    if repeat > 1:
-        return _sweep_repeated(comm, sizes, workload, buckets, budget, repeat)
-    if comm.rank == 0:
-        print(f"\n## bucket sweep, {workload}, world size {comm.size}")
-        print("| bucket bytes | time ms |\n|---|---|")
-    for bb in buckets:
-        with hpcdist.AllreduceExchange(comm, bucket_bytes=bb) as ex:
-            ex.attach([np.zeros(s, np.float32) for s in sizes])
-            t = timed(comm, ex.synchronize, int(max(5, budget / 0.02)))
-        if comm.rank == 0:
-            print(f"| {bb} | {t * 1e3:.2f} |", flush=True)
-    return 0
-
-
-def _sweep_repeated(comm, sizes, workload: str, buckets: list, budget: float, repeat: int):
-    import hpcdist
-
-    exchanges = []
-    try:
-        for bb in buckets:
-            ex = hpcdist.AllreduceExchange(comm, bucket_bytes=bb)
-            exchanges.append(ex)
-            ex.attach([np.zeros(s, np.float32) for s in sizes])
-            ex.synchronize()  # warm-up
-        first = timed(comm, exchanges[0].synchronize, 1, warmup=0)
-        iters = int(max(1, min(20, budget / max(first, 1e-6) / repeat)))
-        samples = np.empty((repeat, len(buckets)))
-        for r in range(repeat):
-            for j, ex in enumerate(exchanges):
-                samples[r, j] = timed(comm, ex.synchronize, iters, warmup=0)
-    finally:
-        for ex in exchanges:
-            ex.close()
-    if comm.rank == 0:
-        print(sweep_table(workload, comm.size, buckets, samples, iters), flush=True)
-    return 0
-
-
-def sweep_table(workload: str, n: int, buckets: list, samples: np.ndarray, iters: int) -> str:
-    """The repeated sweep's markdown table: per size, median and spread of samples[:, j] (s)."""
-    ms = samples * 1e3
-    med = np.median(ms, axis=0)
-    best = int(np.argmin(med))
-    lines = [
-        f"\n## bucket sweep, {workload}, world size {n}, {len(ms)} alternating rounds "
-        f"(a sample: median of {iters} calls, slowest rank)",
-        "| bucket bytes | median ms | min-max ms | IQR ms | x best median |",
-        "|---|---|---|---|---|",
-    ]
-    for j, bb in enumerate(buckets):
-        q1, q3 = np.percentile(ms[:, j], [25, 75])
-        lines.append(
-            f"| {bb} | {med[j]:.2f} | {ms[:, j].min():.2f}-{ms[:, j].max():.2f} | "
-            f"{q1:.2f}-{q3:.2f} | {med[j] / med[best]:.2f} |"
-        )
-    lines.append(f"best median: {buckets[best]} bytes")
-    return "\n".join(lines)
-
-
-def crossover(comm) -> int:
-    """One small tensor: shared-window path against the library's Iallreduce inside the
-    exchange (small_bytes), and a bare blocking Allreduce, in microseconds."""
-    import hpcdist
-
-    rows = []
-    for nbytes in (1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20):
-        row = [nbytes]
-        for small in (0, 1 << 30):
-            with hpcdist.AllreduceExchange(comm, small_bytes=small, check_every=0) as ex:
-                ex.attach([np.zeros(nbytes // 4, np.float32)])
-                row.append(timed(comm, ex.synchronize, 200, warmup=20) * 1e6)
-        buf = np.zeros(nbytes // 4, np.float32)
-        row.append(timed(comm, lambda b=buf: comm.Allreduce(MPI.IN_PLACE, b), 200, 20) * 1e6)
-        rows.append(row)
-    if comm.rank == 0:
-        print(f"\n## small-bucket crossover, world size {comm.size} (microseconds)")
-        print("| bytes | exchange, shared window | exchange, Iallreduce | bare Allreduce |")
-        print("|---|---|---|---|")
-        for r in rows:
-            print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} |", flush=True)
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
