@@ -87,10 +87,14 @@ class ColumnParallelDense(Module):
         return [self.weight, self.bias]
 
 
-class RowParallelDense(Module):
-    """Input rows [lo, hi) of a Dense; forward all-reduces the partial product, then adds bias."""
+class RowParallelDense(Dense):
+    """Input rows [lo, hi) of a Dense; forward all-reduces the partial product, then adds bias.
 
-    def __init__(self, weight: Parameter, bias: Parameter, guard):
+    Backward is Dense's: the slice's weight gradient and the bias gradient (every rank
+    holds the whole bias) need no exchange; the input gradient is this slice's rows.
+    """
+
+    def __init__(self, weight: Parameter, bias: Parameter, guard):  # not Dense's: no init draw
         self.weight, self.bias, self.guard = weight, bias, guard
         self._x = None
         self.traffic = Traffic()
@@ -103,16 +107,6 @@ class RowParallelDense(Module):
         y = _allreduce(self.guard, part, f"the partial products of {self.weight.name}")
         y += self.bias.data
         return y
-
-    def backward(self, dout, input_grad: bool = True):
-        xp = get_array_module(dout)
-        x = self._need_cache(self._x)
-        xp.matmul(x.T, dout, out=self.weight.grad)
-        xp.sum(dout, axis=0, out=self.bias.grad)
-        return xp.matmul(dout, self.weight.data.T) if input_grad else None
-
-    def parameters(self) -> list[Parameter]:
-        return [self.weight, self.bias]
 
 
 class SlicedDropout(Dropout):
