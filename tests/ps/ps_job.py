@@ -237,3 +237,18 @@ def async_reference(optimizer: str, events: list, workers: int, policy: str = "n
             step += 1
         versions.append(params)
     return versions[-1]
+
+
+def ps_tasks(comm) -> int:
+    """ps tasks for an in-process test: 1 at 3 ranks, 2 at 4 (skips below 3)."""
+    import pytest
+
+    if comm.size < 3:
+        pytest.skip("needs a ps and two workers")
+    return 1 if comm.size == 3 else 2
+
+
+def ps_events(comm, result) -> list:
+    """Every ps task's event record (the same on every rank)."""
+    every = comm.allgather(result["stats"]["events"] if result["role"] == "ps" else None)
+    return [e for e in every if e is not None]

@@ -2,27 +2,16 @@
 
 import numpy as np
 import pytest
-from ps_job import async_reference, run
+from ps_job import async_reference, ps_events, ps_tasks, run
 
 pytestmark = pytest.mark.mpi
 
 
-def _setup(comm):
-    if comm.size < 3:
-        pytest.skip("needs a ps and two workers")
-    return 1 if comm.size == 3 else 2
-
-
-def _events(comm, result):
-    every = comm.allgather(result["stats"]["events"] if result["role"] == "ps" else None)
-    return [e for e in every if e is not None]
-
-
 @pytest.mark.parametrize("policy", ["none", "lr", "dc"])
 def test_async_updates_equal_the_replay_on_every_shard(comm, policy):
-    nps = _setup(comm)
+    nps = ps_tasks(comm)
     result = run(nps, "momentum", steps=6, staleness=3, policy=policy, slow=0)
-    events = _events(comm, result)
+    events = ps_events(comm, result)
     assert all(record == events[0] for record in events)  # same gradients, same order
     if result["role"] == "worker":
         want = async_reference("momentum", events[0], comm.size - nps, policy)
@@ -39,10 +28,10 @@ def test_async_updates_equal_the_replay_on_every_shard(comm, policy):
 
 @pytest.mark.parametrize("bound", [0, 1])
 def test_no_worker_runs_more_than_the_bound_ahead_of_the_slowest(comm, bound):
-    nps = _setup(comm)
+    nps = ps_tasks(comm)
     workers = comm.size - nps
     result = run(nps, "sgd", steps=8, staleness=bound, slow=workers - 1)
-    events = _events(comm, result)[0]
+    events = ps_events(comm, result)[0]
     clocks = [0] * workers
     for w, *_ in events:  # w's gradient of its step clocks[w]: it was let go at clocks[w]
         assert clocks[w] - min(clocks) <= bound, (w, clocks)
@@ -52,9 +41,9 @@ def test_no_worker_runs_more_than_the_bound_ahead_of_the_slowest(comm, bound):
 
 
 def test_drop_policy_drops_exactly_the_gradients_beyond_the_bound(comm):
-    nps = _setup(comm)
+    nps = ps_tasks(comm)
     result = run(nps, "sgd", steps=8, staleness=1, policy="drop", slow=0)
-    events = _events(comm, result)[0]
+    events = ps_events(comm, result)[0]
     for _w, version, seq, applied in events:
         assert applied == (seq - version <= 1)
     if result["role"] == "worker":
@@ -69,10 +58,10 @@ def test_drop_policy_drops_exactly_the_gradients_beyond_the_bound(comm):
 
 
 def test_a_worker_that_leaves_early_does_not_hold_the_others(comm):
-    nps = _setup(comm)
+    nps = ps_tasks(comm)
     workers = comm.size - nps
     result = run(nps, "sgd", steps=8, staleness=1, leave=(0, 3), per_epoch=8)
-    events = _events(comm, result)[0]
+    events = ps_events(comm, result)[0]
     assert sum(1 for e in events if e[0] == 0) == 3
     assert len(events) == 3 + 8 * (workers - 1)
     if result["role"] == "worker":

@@ -2,29 +2,17 @@
 
 import numpy as np
 import pytest
-from ps_job import reference, run
+from ps_job import ps_events, ps_tasks, reference, run
 
 pytestmark = pytest.mark.mpi
 
 
-def _tasks(comm):
-    if comm.size < 3:
-        pytest.skip("needs a ps and two workers")
-    return 1 if comm.size == 3 else 2
-
-
-def _events(comm, result):
-    """Every ps task's event record (the same on every rank)."""
-    every = comm.allgather(result["stats"]["events"] if result["role"] == "ps" else None)
-    return [e for e in every if e is not None]
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 def test_sync_with_every_replica_equals_the_summed_batch(comm, optimizer):
-    nps = _tasks(comm)
+    nps = ps_tasks(comm)
     workers = comm.size - nps
     result = run(nps, optimizer, steps=5)
-    events = _events(comm, result)
+    events = ps_events(comm, result)
     for record in events:  # every gradient applied at the step it was computed on
         assert [e[3] for e in record] == [True] * (5 * workers)
         assert all(e[1] == e[2] for e in record)
@@ -39,11 +27,11 @@ def test_sync_with_every_replica_equals_the_summed_batch(comm, optimizer):
 
 
 def test_backup_workers_drop_exactly_the_stale_gradients(comm):
-    nps = _tasks(comm)
+    nps = ps_tasks(comm)
     workers = comm.size - nps
     steps = 8
     result = run(nps, "sgd", steps=steps, k=workers - 1, slow=workers - 1)
-    events = _events(comm, result)
+    events = ps_events(comm, result)
     every = comm.allgather(result.get("params"))
     finals = [p for p in every if p is not None]
     for p in finals:  # the epoch ends on one version on every worker
