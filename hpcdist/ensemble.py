@@ -121,10 +121,7 @@ def main(argv=None) -> int:
         mine, targets = _load_rank_members(members, info.rank, info.size, xp, args)
     except (ValueError, CheckpointError, FileNotFoundError) as exc:
         error = f"rank {info.rank}: {exc}"
-    errors = [e for e in guard.allgather(error, what="every rank's members") if e]
-    if errors:
-        if info.is_root:
-            print(f"hpcdist.ensemble: error: {errors[0]}", file=sys.stderr)
+    if inference.refused(guard, error, "every rank's members", "hpcdist.ensemble"):
         return 2
     gathered = guard.gather((mine, targets), what="the members' probabilities")
     if info.is_root:

@@ -10,6 +10,7 @@ Used by python -m hpcdist.predict, hpcdist.ensemble and hpcdist.quantize. No MPI
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +121,12 @@ def split_arrays(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, 
             ys.append(np.asarray(y).astype(np.int64))
     source.close()
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def refused(guard, error: str | None, what: str, prog: str) -> bool:
+    """Whether any rank's check failed (collective): rank 0 prints the first rank's error,
+    naming `prog`, and every rank gets True, so all of them exit 2 together."""
+    errors = [e for e in guard.allgather(error, what=what) if e]
+    if errors and guard.rank == 0:
+        print(f"{prog}: error: {errors[0]}", file=sys.stderr)
+    return bool(errors)

@@ -15,7 +15,6 @@ queueing included) gives p50/p90/p95/p99, as MLPerf LoadGen's Server scenario.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -170,10 +169,7 @@ def main(argv=None) -> int:
             raise ValueError(f"the input has {x.shape[1]} features, the model {model.num_features}")
     except (ValueError, CheckpointError, FileNotFoundError) as exc:
         error = f"rank {info.rank}: {exc}"
-    errors = [e for e in guard.allgather(error, what="every rank's input check") if e]
-    if errors:
-        if info.is_root:
-            print(f"hpcdist.predict: error: {errors[0]}", file=sys.stderr)
+    if inference.refused(guard, error, "every rank's input check", "hpcdist.predict"):
         return 2
     lo, hi = block(len(x), guard.rank, guard.size, args.chunk)
     probs, rate = offline(guard, model.net, x[lo:hi], args.repeat, args.chunk)
