@@ -105,7 +105,9 @@ def _wait_for_kill_point(run_dir, proc, limit=120):
         )
         ended = {r["trial"] for r in recs if r["event"] == "end"}
         started = {r["trial"] for r in recs if r["event"] == "start"} - ended
-        ckpt = [t for t in started if list((run_dir / "trials" / t / "checkpoints").glob("*.h5"))]
+        # finished checkpoints only: "*.h5" also matched a .tmp-ckpt-*.h5 still being written
+        done = "ckpt-*.h5"
+        ckpt = [t for t in started if list((run_dir / "trials" / t / "checkpoints").glob(done))]
         if ended and ckpt:
             return ended, ckpt
         time.sleep(0.02)
