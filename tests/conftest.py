@@ -76,13 +76,18 @@ def _gpu_available() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    """Skip launcher tests under mpiexec, and gpu tests without a GPU.
+
+    The markers are looked up as markers: item.keywords also holds the test's name
+    and parametrize ids, so an id "gpu" (test_parse_errors[gpu]) was skipped as a GPU test.
+    """
     gpu = None
     for item in items:
-        if "launcher" in item.keywords and WORLD.size > 1:
+        if item.get_closest_marker("launcher") is not None and WORLD.size > 1:
             item.add_marker(
                 pytest.mark.skip(reason="launches its own mpiexec; runs at world size 1")
             )
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             gpu = _gpu_available() if gpu is None else gpu
             if not gpu:
                 item.add_marker(pytest.mark.skip(reason="needs cupy and a CUDA device"))

@@ -1,0 +1,54 @@
+"""The suite's own set-up (tests/conftest.py): markers read as markers, other ranks' logs."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from launch import ROOT, clean_env, run_mpi
+
+pytestmark = pytest.mark.launcher
+
+#: A test file for a 2-rank job: every rank says which it is, on stdout, under capture.
+TALK = """
+import pytest
+from mpi4py import MPI
+
+@pytest.mark.mpi
+def test_talk():
+    print(f"talk from rank {MPI.COMM_WORLD.rank}")
+"""
+SUMMARY = re.compile(r"^=* ?1 passed in [\d.]+s", re.M)
+
+
+def test_a_parametrize_id_gpu_is_not_the_gpu_marker():
+    """Planted bug it catches: conftest reading `"gpu" in item.keywords`, which skipped
+    test_devices.py::test_parse_errors[gpu] (its id) as a GPU test on every machine."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_devices.py", "-k", "test_parse_errors",
+         "-v", "-p", "no:cacheprovider"],
+        capture_output=True, text=True, env=clean_env(), cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert re.search(r"test_parse_errors\[gpu\] PASSED", res.stdout), res.stdout[-3000:]
+
+
+def test_other_ranks_write_their_output_and_summary_to_their_log(tmp_path):
+    """Planted bugs it catches: the redirect of rank > 0's output to $HPCDIST_RANK_LOGS
+    dropped (rank 1's summary lands on the terminal beside rank 0's), or done with a plain
+    dup2 that pytest's capture undoes (rank1.log holds no summary; run_suite counts rank 0)."""
+    (tmp_path / "test_talk.py").write_text(TALK)
+    logs = tmp_path / "logs"
+    env = {
+        "HPCDIST_RANK_LOGS": str(logs),
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}",  # -p conftest: the suite's own conftest
+    }
+    args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-rA"]
+    res = run_mpi(2, [*args, str(tmp_path / "test_talk.py")], timeout=120, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.output[-3000:]
+    assert len(SUMMARY.findall(res.stdout)) == 1, res.stdout[-3000:]  # rank 0's alone
+    assert "talk from rank 0" in res.stdout and "talk from rank 1" not in res.output
+    log = (logs / "rank1.log").read_text()
+    assert len(SUMMARY.findall(log)) == 1, log[-3000:]
+    assert "talk from rank 1" in log and "talk from rank 0" not in log
+    assert sorted(p.name for p in logs.iterdir()) == ["rank1.log"]
