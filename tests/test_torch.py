@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from figures import assert_quotient, value
 from launch import ROOT, run_mpi
 
 torch = pytest.importorskip("torch")
@@ -351,9 +352,12 @@ def test_example_at_1_and_4_ranks_matches_torch_alone_and_ranks_agree(tmp_path, 
 
 @pytest.mark.launcher
 def test_the_benchmark_times_every_variant_against_gloo_in_one_run():
+    """Every variant once, in order, for the CNN of 6,090 parameters; times positive, and
+    x hpcdist = time / the time of its group's first row (hpcdist's), within rounding."""
     args = ["-m", "hpcdist.bench", "torch", "--models", "cnn", "--budget", "0.2"]
     res = run_mpi(2, args, timeout=240)
     assert res.returncode == 0, res.output[-3000:]
+    # the CNN's parameters: conv 1*16*9+16, conv 16*32*9+32, dense 128*10+10 = 6,090
     rows = [ln for ln in res.stdout.splitlines() if ln.startswith("| cnn | 6,090 |")]
     names = [r.split("|")[3].strip() for r in rows]
     assert names == [
@@ -364,5 +368,11 @@ def test_the_benchmark_times_every_variant_against_gloo_in_one_run():
         "forward+backward: DDP gloo",
         "forward+backward alone (no exchange)",
     ]
-    assert all(float(r.split("|")[4]) > 0 for r in rows)
-    assert "at 2 ranks" in res.stdout and res.stdout.startswith("# hpcdist.bench torch")
+    cells = [[c.strip() for c in r.split("|")[4:6]] for r in rows]
+    for group in (cells[:3], cells[3:]):
+        assert group[0][1] == "1.00"
+        for ms, ratio in group:
+            assert value(ms) > 0
+            assert_quotient(ratio, ms, group[0][0])
+    assert "at 2 ranks, batch 32 per rank" in res.stdout
+    assert res.stdout.startswith("# hpcdist.bench torch")
