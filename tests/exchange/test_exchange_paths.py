@@ -15,6 +15,11 @@ from hpcdist.exchange.shm import CHUNK
 
 pytestmark = pytest.mark.mpi
 
+#: Pretend nodes share one host, where topology "auto" measures the leaders' link and may
+#: choose "flat" (the library's allreduce over every rank), leaving the between-node window
+#: path untested by chance; so it is forced.
+HIER = "hierarchical"
+
 #: name -> (AllreduceExchange keywords, relative error bound against float64)
 EVERYWHERE = dict(error_feedback=True, compress_within_node=True)
 PATHS = {
@@ -40,11 +45,12 @@ def _fill(grads, arrays) -> None:
 
 @pytest.mark.parametrize("ranks_per_node", LAYOUTS)
 def test_slices_of_several_chunks_plus_a_partial_one(comm, ranks_per_node):
-    """Planted bug caught: the node reduction (shm _sum_in_place / _sum_slice) skipping the
-    last partial CHUNK of a rank's slice. Each rank's slice here is 2 chunks and a part."""
+    """Planted bug it catches: a reduction that skips the last partial chunk of a rank's slice
+    (shm _sum_in_place on one node, _sum_slice between nodes). Each rank's slice here is 2
+    chunks and a part."""
     n = comm.size * 2 * CHUNK + 3001
     base = (np.arange(n) % 1013 - 506).astype(np.float64) * 1e-3
-    kw = dict(bucket_bytes=64 << 20, ranks_per_node=ranks_per_node)
+    kw = dict(bucket_bytes=64 << 20, ranks_per_node=ranks_per_node, topology=HIER)
     with hpcdist.AllreduceExchange(**kw) as ex:
         (grad,) = ex.attach([np.zeros(n, np.float32)])
         assert len(ex.layout.buckets) == 1  # one bucket: slice = bucket / node size
@@ -58,9 +64,13 @@ def test_slices_of_several_chunks_plus_a_partial_one(comm, ranks_per_node):
 @pytest.mark.parametrize("ranks_per_node", LAYOUTS)
 @pytest.mark.parametrize("path", list(PATHS))
 def test_path_matches_float64_reference(comm, path, ranks_per_node):
-    """Each path (window, library, 16-bit with error feedback) on each node layout."""
+    """Each path (window, library, 16-bit with error feedback) on each node layout.
+
+    Planted bugs it catches: the leaders' sum between nodes skipped (seen only with pretend
+    nodes, ranks_per_node 1 or 2), and at world size 1 a local path that changes the
+    gradients (the reference there is the input itself)."""
     kw, bound = PATHS[path]
-    kw = dict(kw, bucket_bytes=8 << 10, ranks_per_node=ranks_per_node)
+    kw = dict(kw, bucket_bytes=8 << 10, ranks_per_node=ranks_per_node, topology=HIER)
     with hpcdist.AllreduceExchange(**kw) as ex:
         grads = ex.attach([np.zeros(s, np.float32) for s in SHAPES])
         for step in range(2):
@@ -83,12 +93,13 @@ def test_path_matches_float64_reference(comm, path, ranks_per_node):
 def test_error_feedback_carries_the_rounding_to_later_steps(comm, path, ranks_per_node):
     """The same gradients every step: with residuals fed back, the mean of the outputs over
     steps is much closer to the float64 average than one step is (without feedback every
-    step rounds the same way and the ratio is 1). Planted bug caught: residuals not added."""
+    step rounds the same way and the ratio is 1). Planted bug it catches: residuals not added
+    (between nodes too: ranks_per_node 1 or 2)."""
     kw, _ = PATHS[path]
     shapes = [(3000,), (20000,)]
     mine = rank_data(comm.rank, 40, shapes=shapes)
     ref = reference(comm.size, "average", 40, shapes=shapes)
-    kw = dict(kw, bucket_bytes=16 << 10, ranks_per_node=ranks_per_node)
+    kw = dict(kw, bucket_bytes=16 << 10, ranks_per_node=ranks_per_node, topology=HIER)
     if not _sixteen_bits(kw, node_of(comm.rank, comm.size, ranks_per_node)[1]):
         pytest.skip("one node: the default keeps full width (no rounding to feed back)")
     with hpcdist.AllreduceExchange(**kw) as ex:
@@ -116,11 +127,17 @@ def test_error_feedback_carries_the_rounding_to_later_steps(comm, path, ranks_pe
 def test_nonfinite_is_seen_on_every_rank_and_skipped(comm, path, ranks_per_node):
     """NaN on the last rank, inf on rank 0 (other buckets): every rank reports and skips,
     and the next, finite step matches the reference. Bug caught (found by this test): with
-    error feedback the NaN stayed in the residual and every later step was non-finite."""
+    error feedback the NaN stayed in the residual and every later step was non-finite.
+    Planted bug it catches: a path that skips the finite check (the local path at world
+    size 1, or the leaders' result between pretend nodes)."""
     kw, bound = PATHS[path]
     shapes = [(100,), (9000,), (5000,)]
     ex = hpcdist.AllreduceExchange(
-        bucket_bytes=8 << 10, ranks_per_node=ranks_per_node, skip_nonfinite=True, **kw
+        bucket_bytes=8 << 10,
+        ranks_per_node=ranks_per_node,
+        topology=HIER,
+        skip_nonfinite=True,
+        **kw,
     )
     with ex:
         grads = ex.attach([np.zeros(s, np.float32) for s in shapes])
@@ -141,7 +158,8 @@ def test_nonfinite_is_seen_on_every_rank_and_skipped(comm, path, ranks_per_node)
 @pytest.mark.parametrize("ranks_per_node", LAYOUTS)
 @pytest.mark.parametrize("compression, forced", [("none", False), ("bf16", False), ("bf16", True)])
 def test_wire_bytes_exact_on_every_node_layout(comm, ranks_per_node, compression, forced):
-    """Planted bug caught: the bytes between nodes left out of the wire count. Per bucket of
+    """Planted bug it catches: the node leader's between-node bytes left out of the wire
+    count (ranks_per_node=2 at 3 ranks: nodes of 2 and 1). Per bucket of
     E elements: 2(n-1)/n E within a node of n ranks (16-bit only when forced), plus, between
     m nodes (16-bit under bf16), 2(m-1)/m of this rank's slice where all nodes have n ranks,
     else of the whole bucket on each leader; on one node 2(p-1)/p E."""
@@ -165,7 +183,7 @@ def test_wire_bytes_exact_on_every_node_layout(comm, ranks_per_node, compression
         per_bucket = 2 * (p - 1) * e * (inner if compression == "bf16" else 4) / p
     kw = dict(compression=compression, bucket_bytes=16 << 10, small_bytes=0)
     kw["compress_within_node"] = forced
-    with hpcdist.AllreduceExchange(ranks_per_node=ranks_per_node, **kw) as ex:
+    with hpcdist.AllreduceExchange(ranks_per_node=ranks_per_node, topology=HIER, **kw) as ex:
         ex.attach([np.zeros(elems, np.float32)])
         assert ex.group.num_nodes == m and ex.group.node.size == n
         counted = [ex.synchronize().wire_bytes for _ in range(2)]
