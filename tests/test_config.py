@@ -138,6 +138,8 @@ def from_toml(tmp_path, text, *flags):
 
 
 def test_defaults():
+    """Planted bug it catches: a changed default; DEFAULTS is written out, where comparing
+    with TrainConfig() compared the code with itself."""
     assert parse().to_dict() == DEFAULTS
     assert type(parse().lr) is float and type(parse().epochs) is int
 

@@ -54,9 +54,12 @@ def test_default_job_reaches_097(n, tmp_path, cache):
     assert "validation accuracy" in res.stdout
 
 
-def test_deterministic_runs_are_bitwise_equal(tmp_path, cache):
+@pytest.mark.parametrize("n", [2, 3])
+def test_deterministic_runs_are_bitwise_equal(tmp_path, cache, n):
+    """Planted bug it catches: a result that depends on the ranks' timing (a sum in arrival
+    order), which one world size can hide; so at 2 ranks and at 3 (nodes' slices uneven)."""
     for name in ("a", "b"):
-        res = train(2, tmp_path / name, *FAST, env=cache)
+        res = train(n, tmp_path / name, *FAST, env=cache)
         assert res.returncode == 0, res.output
     a, b = final_params(tmp_path / "a"), final_params(tmp_path / "b")
     assert a.keys() == b.keys()
@@ -86,12 +89,15 @@ def _start(n, run_dir, flags, env):
     )
 
 
-def test_sigterm_then_resume_equals_uninterrupted(tmp_path, cache):
+@pytest.mark.parametrize("n", [2, 3])
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, cache, n):
+    """Planted bug it catches: a resume that restores one rank's state (data cursor, partial
+    sums) on every rank, or one that holds at one world size only; so at 2 and 3 ranks."""
     flags = [*FAST, "--epochs", "4"]
-    full = train(3, tmp_path / "full", *flags, env=cache)
+    full = train(n, tmp_path / "full", *flags, env=cache)
     assert full.returncode == 0, full.output
     run = tmp_path / "cut"
-    proc = _start(3, run, flags, cache)
+    proc = _start(n, run, flags, cache)
     try:
         deadline = time.monotonic() + 120
         metrics = run / "metrics.jsonl"
@@ -106,7 +112,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, cache):
             os.killpg(proc.pid, signal.SIGKILL)
     assert "pre-empted by SIGTERM" in out, out
     assert len(metrics.read_text().splitlines()) < 4  # it really stopped early
-    resumed = train(3, run, *flags, "--resume", env=cache)
+    resumed = train(n, run, *flags, "--resume", env=cache)
     assert resumed.returncode == 0, resumed.output
     assert "resumed from" in resumed.stdout
     a, b = final_params(tmp_path / "full"), final_params(run)
@@ -143,8 +149,11 @@ def test_sigkill_then_resume_logs_each_epoch_once(tmp_path, cache):
     assert epochs_and_losses(run) == epochs_and_losses(tmp_path / "full")
 
 
-def test_truncated_checkpoint_is_refused_and_previous_used(tmp_path, cache):
-    res = train(2, tmp_path, *FAST, env=cache)
+@pytest.mark.parametrize("n", [2, 3])
+def test_truncated_checkpoint_is_refused_and_previous_used(tmp_path, cache, n):
+    """Planted bug it catches: a fallback that only the rank reading the bad file takes
+    (the others resume from the newest), which one world size of 2 can hide."""
+    res = train(n, tmp_path, *FAST, env=cache)
     assert res.returncode == 0, res.output
     files = sorted((tmp_path / "checkpoints").glob("ckpt-*.h5"))
     assert len(files) == 3
@@ -152,7 +161,7 @@ def test_truncated_checkpoint_is_refused_and_previous_used(tmp_path, cache):
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])
     before = epochs_and_losses(tmp_path)
-    res = train(2, tmp_path, *FAST, "--resume", env=cache)
+    res = train(n, tmp_path, *FAST, "--resume", env=cache)
     assert res.returncode == 0, res.output
     assert f"refused checkpoint {newest}" in res.stderr
     assert f"resumed from {files[-2]}" in res.stdout

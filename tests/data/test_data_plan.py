@@ -13,7 +13,8 @@ def block_starts(counts, block):
 
 
 def test_block_order_is_reshuffled_every_epoch():
-    """Catches an EpochPlan whose block order ignores the epoch (one permutation for all).
+    """Planted bug it catches: an EpochPlan whose block order ignores the epoch (one
+    permutation for all).
 
     The pipeline's "reshuffled" check passed with that bug, because the shuffle
     window's RNG and the rolled-over remainder change every epoch anyway; here

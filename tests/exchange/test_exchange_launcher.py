@@ -51,6 +51,7 @@ def test_mismatched_shape_raises_on_every_rank_quickly():
 
 @pytest.mark.parametrize("check_every", [1, 5])
 def test_missing_rank_is_named_at_the_deadline(check_every):
+    """AllreduceExchange: a rank that never calls is named after $HPCDIST_EXCHANGE_TIMEOUT."""
     res = run_mpi(
         3,
         [HELPER, "missing", "2", str(check_every)],
@@ -72,7 +73,9 @@ def test_missing_rank_is_named_at_the_deadline(check_every):
 @pytest.mark.parametrize("what", ["grouped_allreduce", "broadcast_parameters"])
 def test_flat_calls_name_the_absent_rank_at_the_deadline(what):
     """A rank that never makes its second call: the others name it after the deadline
-    (3 s) and the job ends within a few seconds more, for the flat API and broadcasts."""
+    (3 s) and the job ends within a few seconds more, for the flat API and broadcasts.
+    Planted bug it catches: grouped_allreduce or broadcast_parameters waiting with no
+    deadline (only AllreduceExchange's was tested by a job of its own)."""
     res = run_mpi(3, [HELPER, "absent", "2", what], timeout=60, env={"HPCDIST_TIMEOUT": "3"})
     assert res.returncode != 0
     assert res.seconds < 12, f"took {res.seconds:.1f} s"

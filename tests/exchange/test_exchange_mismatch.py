@@ -37,6 +37,8 @@ def _mine(comm, case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_flat_api_mismatch_raises_on_every_rank(comm, case):
+    """Planted bug it catches: a list fingerprint (safety.signature) that ignores dtype,
+    count or order."""
     arrays, pattern = _mine(comm, case)
     with pytest.raises(ExchangeError, match=pattern):
         hpcdist.grouped_allreduce(arrays, timeout=10)
@@ -46,6 +48,8 @@ def test_flat_api_mismatch_raises_on_every_rank(comm, case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_exchange_attach_mismatch_raises_on_every_rank(comm, case):
+    """Planted bug it catches: the attach digest (safety.describe) ignoring dtype, count
+    or order."""
     arrays, pattern = _mine(comm, case)
     with hpcdist.AllreduceExchange(timeout=10) as ex:
         with pytest.raises(ExchangeError, match=pattern):
