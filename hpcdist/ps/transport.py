@@ -105,9 +105,10 @@ class Port:
         self.comm = comm
 
     def probe(self):
-        """(message, status) of the next message from anyone, or (None, None) (never blocks)."""
+        """(message, status) of the next message from anyone, or (None, None) (never blocks;
+        the buffer-level Improbe: no pickle buffer is allocated for the matched message)."""
         status = MPI.Status()
-        msg = self.comm.improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status=status)
+        msg = self.comm.Improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status)
         return (msg, status) if msg is not None else (None, None)
 
     @staticmethod
@@ -146,7 +147,7 @@ def wait_object(port: Port, source: int, tag: int, deadline, what: str):
 
     status = MPI.Status()
     while True:
-        msg = port.comm.improbe(source, tag, status=status)
+        msg = port.comm.Improbe(source, tag, status)
         if msg is not None:
             return Port.receive_object(msg, status)
         if deadline.expired():
