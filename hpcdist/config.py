@@ -88,6 +88,13 @@ class TrainConfig:
         "or delay-compensated (DC-ASGD)",
         choices=("none", "lr", "drop", "dc"),
     )
+    async_warmup: int = setting(
+        0,
+        "ps-async: the first N updates come from worker 0 alone (the others' gradients "
+        "dropped and counted)",
+        metavar="N",
+        ge=0,
+    )
     sharding: str = setting(
         "greedy",
         "ps placement: by bytes with large tensors split, or by count",

@@ -36,6 +36,7 @@ DEFAULTS = {
     "replicas_to_aggregate": 0,
     "staleness": 4,
     "staleness_policy": "none",
+    "async_warmup": 0,
     "sharding": "greedy",
     "error_feedback": False,
     "compress_within_node": False,
@@ -91,6 +92,7 @@ FLAGS = {
     "--replicas-to-aggregate": "0",
     "--staleness": "4",
     "--staleness-policy": "none",
+    "--async-warmup": "0",
     "--sharding": "greedy",
     "--error-feedback": "error_feedback = false",
     "--compress-within-node": "compress_within_node = false",
@@ -310,7 +312,7 @@ def test_from_dict():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("warmup = 3", "unknown setting(s) ['warmup']; known: ['activation', 'batch_size', "),
+        ("warmup = 3", "unknown setting(s) ['warmup']; known: ['activation', 'async_warmup', 'batch_size', "),
         ("epochs = ", "not valid TOML"),
         ("[train.extra]\nepochs = 3", "unknown setting(s) ['extra']"),
     ],

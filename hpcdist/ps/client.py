@@ -66,7 +66,9 @@ class WorkerClient:
             reqs.append(self.port.isend_frame(self.push_frames[p], rank, tp.TAG_DATA))
         self.wait(reqs, "ps task(s) {} to take the initial parameters")
 
-    def push_pull(self, grads, params, version, *, samples, remaining, epoch, seq=0, tasks=None):
+    def push_pull(
+        self, grads, params, version, *, samples, remaining, epoch, seq=0, flags=0, tasks=None
+    ):
         """Push `grads` (computed on `version`) to ps `tasks` (default all); the version
         pulled into `params`."""
         tasks = list(range(len(self.ps_ranks)) if tasks is None else tasks)
@@ -82,6 +84,7 @@ class WorkerClient:
                 remaining=remaining,
                 epoch=epoch,
                 seq=seq,
+                flags=flags,
                 scale=scale,
             )
             sends.append(self.port.isend_frame(self.push_frames[p], self.ps_ranks[p], tp.TAG_DATA))
@@ -105,6 +108,10 @@ class WorkerClient:
             self._unpack(p, params)
             self.wire_bytes += self.reply_frames[p].nbytes
         return max(self.reply_frames[p].get("version") for p in tasks)
+
+    def reply_flags(self, p: int) -> int:
+        """The header flags of the last version ps task p sent."""
+        return self.reply_frames[p].get("flags")
 
     def post_go(self):
         """The receive of ps task 0's permission to go on (ps-async); its version: -1, or the

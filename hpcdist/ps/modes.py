@@ -1,7 +1,7 @@
 """The two parameter-server exchanges: "ps-sync" (sync.py's rule) and "ps-async" (staleness.py's).
 
     ex = PsSyncExchange(roles, replicas_to_aggregate=5, compression="bf16", timeout=60)
-    ex = PsAsyncExchange(roles, staleness=2, staleness_policy="dc")
+    ex = PsAsyncExchange(roles, staleness=2, staleness_policy="dc", warmup=100)
 
 Both are PsExchange (exchange.py) with a rule for the ps side; ps-async also
 pushes in two phases (ps task 0 first, for the sequence number) and waits for
@@ -37,13 +37,17 @@ class PsSyncExchange(PsExchange):
 class PsAsyncExchange(PsExchange):
     """ps-async: each gradient applied as it comes, staleness bounded (staleness.py)."""
 
-    def __init__(self, roles, *, staleness: int = 4, staleness_policy: str = "none", **kw):
+    def __init__(
+        self, roles, *, staleness: int = 4, staleness_policy: str = "none", warmup: int = 0, **kw
+    ):
         super().__init__(roles, **kw)
-        self.staleness, self.staleness_policy = staleness, staleness_policy
-        AsyncRule(staleness, staleness_policy)  # bad settings fail here, on every rank
+        self.staleness, self.staleness_policy, self.warmup = staleness, staleness_policy, warmup
+        AsyncRule(staleness, staleness_policy, warmup=warmup)  # bad settings fail on every rank
 
     def make_rule(self):
-        return AsyncRule(self.staleness, self.staleness_policy, record=self.record)
+        return AsyncRule(
+            self.staleness, self.staleness_policy, warmup=self.warmup, record=self.record
+        )
 
     def _remaining(self) -> int:
         """Async parks only at an epoch's end: a worker in the pre-emption check holds no
@@ -52,14 +56,18 @@ class PsAsyncExchange(PsExchange):
         return spe - 1 - self.pushes % spe if spe else 1
 
     def _push(self, **header) -> int:
-        """ps task 0 first (its answer is this gradient's sequence number), then the others
-        with that number; then wait for task 0's permission (the staleness bound)."""
+        """ps task 0 first (its answer is this gradient's sequence number, and whether the
+        warm-up dropped it), then the others with that number and mark; then wait for task
+        0's permission (the staleness bound)."""
         c, kw = self.client, dict(samples=self.samples_per_step, **header)
         go = c.post_go()
         version = c.push_pull(self.grads, self.params, self.version, tasks=[0], **kw)
         if len(self.ps_ranks) > 1:
             rest = range(1, len(self.ps_ranks))
-            c.push_pull(self.grads, self.params, self.version, seq=version - 1, tasks=rest, **kw)
+            mark = c.reply_flags(0)
+            c.push_pull(
+                self.grads, self.params, self.version, seq=version - 1, flags=mark, tasks=rest, **kw
+            )
         c.wait([go], "ps task(s) {} to let this worker go on (the staleness bound)", [0])
         pull = c.go.get("version")
         return c.pull(self.params, version=pull) if pull >= 0 else version
@@ -70,6 +78,7 @@ class PsAsyncExchange(PsExchange):
             roles,
             staleness=getattr(config, "staleness", 4),
             staleness_policy=getattr(config, "staleness_policy", "none"),
+            warmup=getattr(config, "async_warmup", 0),
             **_common(config),
         )
 

@@ -175,7 +175,7 @@ class ParameterServer:
         self.out_reqs[slot] = []
         frame = self.out[slot]
         scale = self.codec.encode_into(frame, self.shard.data)
-        frame.set(kind=tp.PARAMS, version=self.version, scale=scale)
+        frame.set(kind=tp.PARAMS, version=self.version, scale=scale, flags=self.rule.flags)
 
     def _finish_sends(self) -> None:
         deadline = Deadline(self.timeout)

@@ -17,6 +17,15 @@ Zhang et al. 2016), "drop" (drop when staleness > the bound, counted with its
 samples), "dc" (DC-ASGD, Zheng et al. 2017: g + lambda * g * g * (w_now -
 w_then), lambda 0.04; each task keeps the version it last sent each worker).
 
+Warm-up (Dean et al. 2012's "warmstarting": one replica first, then the
+rest): the first `warmup` updates come from worker 0 alone. The other
+workers keep stepping through their data (so every collective of theirs
+still meets worker 0's), but task 0 drops their gradients, counted with
+their samples like any drop, until worker 0 has made those updates or has
+left. Task 0 decides and marks the version it answers (header flag
+WARMUP_DROPPED); the worker forwards the mark to the other tasks with the
+sequence number, so every task drops the same gradients.
+
 The bound (SSP, Ho et al. 2013): task 0 counts each worker's pushes (its
 clock) and lets a worker go on only while it is at most `staleness` clocks
 ahead of the slowest worker still training; a worker that finishes (DONE)
@@ -35,17 +44,25 @@ from . import transport as tp
 
 POLICIES = ("none", "lr", "drop", "dc")
 DC_LAMBDA = 0.04
+#: Header flag: ps task 0 dropped this gradient in the warm-up (so must every task).
+WARMUP_DROPPED = 1
 
 
 class AsyncRule:
     """When a ps task applies, drops and lets workers go on, in ps-async."""
 
-    def __init__(self, staleness: int = 4, policy: str = "none", *, record: bool = False):
+    def __init__(
+        self, staleness: int = 4, policy: str = "none", *, warmup: int = 0, record: bool = False
+    ):
         if policy not in POLICIES:
             raise ValueError(f"staleness policy must be one of {POLICIES}, got {policy!r}")
         if staleness < 0:
             raise ValueError(f"staleness must be >= 0, got {staleness}")
+        if warmup < 0:
+            raise ValueError(f"the async warm-up must be >= 0 updates, got {warmup}")
         self.bound, self.policy, self.record = int(staleness), policy, record
+        self.warmup = int(warmup)
+        self.flags = 0  # the header flags of the version task 0 is about to pack
 
     def bind(self, server) -> None:
         self.s = server
@@ -79,15 +96,25 @@ class AsyncRule:
             self._take(nxt, s.slots[nxt], s.version)
         self.since = time.monotonic() if (self.pending or self.waiting) else None
 
+    def _warming(self, w: int, frame) -> bool:
+        """Whether w's gradient is dropped in the warm-up (task 0 decides, the others follow
+        the flag the worker forwards)."""
+        if self.s.index > 0:
+            return bool(frame.get("flags") & WARMUP_DROPPED)
+        return w != 0 and self.s.step < self.warmup and not self.s.done[0]
+
     def _take(self, w: int, frame, seq: int) -> None:
         s = self.s
         staleness = seq - frame.get("version")
-        drop = self.policy == "drop" and staleness > self.bound
+        warming = self._warming(w, frame)
+        drop = warming or (self.policy == "drop" and staleness > self.bound)
         if s.stats.events is not None:
             s.stats.events.append((w, frame.get("version"), seq, not drop))
         if drop:
-            s.stats.drop(frame.get("samples"), frame.get("epoch"))
+            s.stats.drop(frame.get("samples"), frame.get("epoch"), warmup=warming)
+            self.flags = WARMUP_DROPPED if warming else 0
             s.skip()
+            self.flags = 0
         else:
             grad = s.mean_of([w])
             if self.policy == "dc" and self.backups is not None:

@@ -18,13 +18,15 @@ class ServerStats:
     dropped: int = 0
     dropped_samples: int = 0
     dropped_by_epoch: Counter = field(default_factory=Counter)
+    dropped_warmup: int = 0  # of `dropped`: ps-async's warm-up (worker 0 alone)
     staleness: Counter = field(default_factory=Counter)  # staleness -> applied gradients
     max_lead: int = 0  # ps-async: the most steps a worker let go was ahead of the slowest
     busy_s: float = 0.0
     events: list | None = None  # (worker, version, step at arrival, applied) when recording
 
-    def drop(self, samples: int, epoch: int) -> None:
+    def drop(self, samples: int, epoch: int, *, warmup: bool = False) -> None:
         self.dropped += 1
+        self.dropped_warmup += int(warmup)
         self.dropped_samples += samples
         self.dropped_by_epoch[epoch] += 1
 
@@ -39,6 +41,7 @@ class ServerStats:
             "dropped": self.dropped,
             "dropped_samples": self.dropped_samples,
             "dropped_by_epoch": {str(k + 1): v for k, v in sorted(self.dropped_by_epoch.items())},
+            "dropped_warmup": self.dropped_warmup,
             "staleness_histogram": {str(k): v for k, v in sorted(self.staleness.items())},
             "max_lead": self.max_lead,
             "busy_s": self.busy_s,
@@ -59,6 +62,7 @@ def combine(tasks: list[dict], worker_wait_s: list[float]) -> dict:
         "bytes_served": [t["bytes_served"] for t in tasks],
         "updates_applied": max((t["updates"] for t in tasks), default=0),
         "gradients_dropped": dropped,
+        "dropped_in_warmup": sum(t.get("dropped_warmup", 0) for t in tasks),
         "samples_dropped": sum(t["dropped_samples"] for t in tasks),
         "staleness_histogram": {str(k): v for k, v in sorted(hist.items())},
         "worker_wait_s": worker_wait_s,
@@ -71,9 +75,11 @@ def closing_line(entry: dict) -> str:
     served = ", ".join(f"{b / 1e6:.1f}" for b in entry["bytes_served"])
     busy = ", ".join(f"{b:.2f}" for b in entry["ps_busy_s"])
     wait = max(entry["worker_wait_s"], default=0.0)
+    warm = entry.get("dropped_in_warmup", 0)
     return (
         f"hpcdist: parameter servers: {entry['updates_applied']} updates, "
         f"{entry['gradients_dropped']} gradient shard(s) dropped "
-        f"({entry['samples_dropped']} samples), MB served per ps [{served}], ps busy s "
+        f"({entry['samples_dropped']} samples{f'; {warm} in the warm-up' if warm else ''}), "
+        f"MB served per ps [{served}], ps busy s "
         f"[{busy}], longest worker wait {wait:.2f} s"
     )

@@ -26,6 +26,8 @@ from ..errors import ExchangeError
 class SyncRule:
     """When a ps task applies, drops and answers, in ps-sync."""
 
+    flags = 0  # header flags of the versions the ps packs (none in ps-sync)
+
     def __init__(self, replicas_to_aggregate: int | None = None, *, record: bool = False):
         self.k = replicas_to_aggregate
         self.record = record

@@ -70,17 +70,20 @@ def run(
     leave=None,
     container=None,
     reset=False,
+    warmup=0,
 ):
     """One job on the world: ps tasks serve, workers train `steps` steps on gradient().
 
     staleness=None: ps-sync (k: replicas to aggregate); a number: ps-async with that bound and
-    `policy`. leave=(w, n): worker w stops after n steps (and says so)."""
+    `policy` (and `warmup` updates of worker 0 alone). leave=(w, n): worker w stops after n
+    steps (and says so)."""
     hpcdist.init()
     roles = cluster.Cluster(cluster.ClusterSpec({"ps": nps, "worker": None}))
     if staleness is None:
         kind, extra = PsSyncExchange, {"replicas_to_aggregate": k, "container": container}
     else:
-        kind, extra = PsAsyncExchange, {"staleness": staleness, "staleness_policy": policy}
+        kind = PsAsyncExchange
+        extra = {"staleness": staleness, "staleness_policy": policy, "warmup": warmup}
     ex = kind(
         roles,
         **extra,

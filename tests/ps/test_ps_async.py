@@ -66,3 +66,38 @@ def test_a_worker_that_leaves_early_does_not_hold_the_others(comm):
     assert len(events) == 3 + 8 * (workers - 1)
     if result["role"] == "worker":
         assert len(result["log"]) == (3 if result["index"] == 0 else 8)
+
+
+@pytest.mark.parametrize("leave", [None, (0, 2)])
+def test_warmup_applies_worker_0_alone_for_its_first_updates(comm, leave):
+    """--async-warmup 3: until worker 0 has made 3 updates, every other worker's gradient is
+    dropped on every task alike and counted; after it, all are applied. Worker 0 is the slow
+    one, so the others push during the warm-up. When worker 0 leaves after 2 updates, the
+    warm-up ends once the ps tasks hear it has gone (a run of drops, then none)."""
+    nps = ps_tasks(comm)
+    workers = comm.size - nps
+    result = run(nps, "sgd", steps=6, staleness=2, warmup=3, slow=0, leave=leave, per_epoch=6)
+    every = ps_events(comm, result)
+    assert all(record == every[0] for record in every)  # every task dropped the same ones
+    events, made, expected = every[0], 0, []
+    last = max(i for i, e in enumerate(events) if e[0] == 0)
+    for w, *_ in events[: last + 1]:
+        expected.append(w == 0 or made >= 3)
+        made += w == 0
+    after = [e[3] for e in events[last + 1 :]]
+    if leave is None:
+        expected += [True] * len(after)
+    else:  # drops until the goodbye is heard, then none; the warm-up did end
+        ended = after.index(True)
+        expected += [False] * ended + [True] * (len(after) - ended)
+    assert [e[3] for e in events] == expected, events
+    drops = expected.count(False)
+    assert drops >= 1  # the warm-up really held someone back
+    assert len(events) == (leave[1] if leave else 6) + 6 * (workers - 1)
+    if result["role"] == "worker" and leave is None:
+        stats = result["stats"]
+        assert stats["gradients_dropped"] == stats["dropped_in_warmup"] == nps * drops
+        assert stats["samples_dropped"] == nps * drops * 4  # 4 samples per push
+        want = async_reference("sgd", events, workers)
+        for got, ref in zip(result["params"], want, strict=True):
+            np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-6)
