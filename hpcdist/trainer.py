@@ -17,6 +17,7 @@ they were given the same settings, data and model (agreement.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -269,7 +270,8 @@ class Trainer:
                 result = self.exchange.synchronize()
             except NonFiniteGradientError as ex:  # name the rank whose input it was
                 where = f"epoch {self.epoch + 1}, step {self.step + 1}"
-                raise name_nonfinite_input(self.guard, x, ex, where) from ex
+                records = functools.partial(self.data.train.nonfinite_records, self.epoch)
+                raise name_nonfinite_input(self.guard, x, ex, where, records) from ex
         if self.exchange.updates != "parameters" and not result.skip:
             with tl.span("optimizer"):
                 self.schedule.apply(self.optimizer, self.step)

@@ -312,7 +312,10 @@ def test_from_dict():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("warmup = 3", "unknown setting(s) ['warmup']; known: ['activation', 'async_warmup', 'batch_size', "),
+        (
+            "warmup = 3",
+            "unknown setting(s) ['warmup']; known: ['activation', 'async_warmup', 'batch_size', ",
+        ),
         ("epochs = ", "not valid TOML"),
         ("[train.extra]\nepochs = 3", "unknown setting(s) ['extra']"),
     ],

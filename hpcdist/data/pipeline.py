@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CancelledError, DataError
-from .plan import EpochPlan, skip_records
+from .plan import EpochPlan, id_runs, skip_records
 from .producer import READ_PATHS, EpochWork, Producer, ReadPath, read_path
 from .runners import Coordinator, QueueRunner
 from .shuffle import epoch_rng
@@ -110,6 +110,24 @@ class InputPipeline:
             self._active.close()
         self._active = self._batches(int(epoch))
         return self._active
+
+    def nonfinite_records(self, epoch: int, limit: int = 5) -> list[tuple[str, int]]:
+        """(file, record) of up to `limit` of this rank's records of `epoch` whose features
+        hold NaN or inf: a scan of its share of the files, to name bad input after the fact
+        (the shuffle does not keep where a batch's rows came from)."""
+        a, b = self.plan.rank_ranges(int(epoch), self.rank)
+        found: list[tuple[str, int]] = []
+        for lo, hi in zip(a.tolist(), b.tolist(), strict=True):
+            starts, lengths = id_runs(np.arange(lo, hi, dtype=np.int64), self.plan)
+            for start, length in zip(starts.tolist(), lengths.tolist(), strict=True):
+                f, row = (int(v[0]) for v in self.plan.locate(np.array([start])))
+                x, _ = self.source.read(f, row, row + length)
+                flat = np.asarray(x).reshape(length, -1)
+                for i in np.flatnonzero(~np.isfinite(flat).all(axis=1)).tolist():
+                    found.append((self.source.paths[f], row + i))
+                    if len(found) >= limit:
+                        return sorted(found)
+        return sorted(found)
 
     def close(self) -> None:
         """Stop the current epoch's threads and whatever the read paths keep (processes)."""

@@ -215,3 +215,24 @@ def test_auto_reads_other_sources_through_the_ring_and_direct_refuses_them():
         next(direct.epoch(0))
     with pytest.raises(ValueError, match="readers must be one of"):
         InputPipeline(src, 10, comm=MPI.COMM_SELF, readers="fast")
+
+
+@pytest.mark.mpi
+def test_nonfinite_records_names_the_files_and_rows_of_this_ranks_share(comm, mpi_tmp_path):
+    bad = {5: ("part-0.h5", 5), 640: ("part-0.h5", 640), 1003: ("part-1.h5", 2)}
+    if comm.rank == 0:
+        make_shards(mpi_tmp_path)
+        for gid, (name, row) in bad.items():
+            with h5py.File(mpi_tmp_path / name, "r+") as f:
+                f["features"][row, 1] = np.nan if gid != 640 else np.inf
+    comm.Barrier()
+    pipe = InputPipeline(HDF5Source(str(mpi_tmp_path)), BATCH, seed=3, comm=comm)
+    want = {}
+    for epoch in (0, 1):
+        mine = {int(v) for b in epoch_labels(pipe, epoch) for v in b}  # what this rank reads
+        want[epoch] = sorted((str(mpi_tmp_path / bad[g][0]), bad[g][1]) for g in bad if g in mine)
+        assert pipe.nonfinite_records(epoch) == want[epoch]
+    everyone = {r for found in comm.allgather(pipe.nonfinite_records(0)) for r in found}
+    assert {(p.rsplit("/", 1)[-1], r) for p, r in everyone} <= set(bad.values())
+    first = pipe.nonfinite_records(0, limit=1)
+    assert len(first) == min(1, len(want[0])) and set(first) <= set(want[0])

@@ -41,3 +41,9 @@ def test_nan_in_a_shard_names_the_rank(tmp_path, n):
         re.findall(r"rank (\d+)'s input batch holds NaN or inf in row\(s\) \[\d+\]", res.stderr)
     )
     assert len(named) == 1 and int(named.pop()) < n, res.stderr[-3000:]
+    # rows 0-199 of the 600 went to shard-00000.h5: the message names that file and row 17
+    places = re.findall(r"(\S+) record (\d+)", res.stderr)
+    assert places, res.stderr[-3000:]
+    assert {(p.rsplit("/", 1)[-1], int(r)) for p, r in places} == {("shard-00000.h5", 17)}, (
+        res.stderr[-3000:]
+    )
