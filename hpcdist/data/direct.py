@@ -193,12 +193,16 @@ class DirectBatches(Producer):
                 raise CancelledError(f"{self.name}: stopped")
             entry, pos = self.out.pop(c, None), self.picks[c]
             if entry is not None:
+                # hold the array before the pool may see it: once the lock is released a
+                # reader's BatchPool.get counts its references, and an array held by the
+                # pool's entry alone would be filled again while we hand it out
+                x = entry[0]
                 self.pool.handed_out(entry)
             self.consumed += 1
             self.cond.notify_all()
         if entry is None:  # a take with no rows cannot happen: takes pick at least one
             raise DataError(f"{self.name}: take {c} has no rows")
-        return entry[0], self.ylab[pos]
+        return x, self.ylab[pos]
 
     def _ready(self, c: int) -> bool:
         return c < len(self.picks) and self.filled[c] == len(self.picks[c])

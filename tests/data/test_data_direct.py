@@ -1,11 +1,13 @@
 """One-copy batches (DirectBatches) against a serial model of the pick-from-oldest shuffle."""
 
+import threading
+
 import numpy as np
 import pytest
 from test_data_pipeline import make_shards
 from test_data_ring import reference
 
-from hpcdist.data import HDF5Source, InputPipeline
+from hpcdist.data import HDF5Source, InputPipeline, direct
 from hpcdist.data.batchpool import BatchPool
 
 
@@ -64,3 +66,47 @@ def test_batch_pool_reuses_only_arrays_nothing_else_holds():
     idents = {id(a), id(b)}
     del a, b, _
     assert id(pool.get((4, 3), np.float32)[0]) in idents
+
+
+class EagerCondition(threading.Condition):
+    """A condition whose every release is followed at once by a reader's pool.get (the
+    collection of free arrays), the worst thread switch a real reader could make."""
+
+    pools: set = set()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self.acquire()  # not `with self`: that would come back here
+        try:
+            for pool in list(self.pools):
+                pool._collect()
+        finally:
+            self.release()
+
+
+@pytest.mark.mpi
+def test_a_batch_is_never_refilled_while_its_taker_holds_it(comm, shards, monkeypatch):
+    handed_out = BatchPool.handed_out
+
+    def noting(pool, entry):
+        EagerCondition.pools.add(pool)
+        handed_out(pool, entry)
+
+    monkeypatch.setattr(BatchPool, "handed_out", noting)
+    monkeypatch.setattr(direct.threading, "Condition", EagerCondition)
+    pipe = InputPipeline(
+        HDF5Source(str(shards)),
+        8,
+        seed=2,
+        comm=comm,
+        readers="direct",
+        shuffle_buffer=16,
+        block_size=16,
+        prefetch=8,  # readers a few batches ahead: arrays are asked of the pool all epoch
+    )
+    kept = list(pipe.epoch(0))  # every batch held: none may be filled again
+    pipe.close()
+    EagerCondition.pools.clear()
+    assert len({id(x) for x, _ in kept}) == len(kept)
+    for x, y in kept:
+        np.testing.assert_array_equal(x[:, 0], y.astype(np.float32))
