@@ -46,7 +46,10 @@ def check(comm) -> None:
             out = hpcdist.grouped_allreduce(data(comm.rank), op=op, compression=comp)
             err = rel(out, reference(comm.size, op))
             assert err <= bound, f"grouped {comp} {op}: {err}"
-        with hpcdist.AllreduceExchange(compression=comp, bucket_bytes=16 << 10) as ex:
+        # the wire rule below is the hierarchical path's ("auto" may pick flat on one host)
+        with hpcdist.AllreduceExchange(
+            compression=comp, bucket_bytes=16 << 10, topology="hierarchical"
+        ) as ex:
             grads = ex.attach([np.zeros(s, np.float32) for s in SHAPES])
             for step in range(3):
                 for g, d in zip(grads, data(comm.rank, step), strict=True):
