@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CancelledError, DataError
-from .plan import EpochPlan, id_runs, skip_records
+from .plan import EpochPlan, skip_records
 from .producer import READ_PATHS, EpochWork, Producer, ReadPath, read_path
 from .runners import Coordinator, QueueRunner
 from .shuffle import epoch_rng
@@ -115,19 +115,16 @@ class InputPipeline:
         """(file, record) of up to `limit` of this rank's records of `epoch` whose features
         hold NaN or inf: a scan of its share of the files, to name bad input after the fact
         (the shuffle does not keep where a batch's rows came from)."""
-        a, b = self.plan.rank_ranges(int(epoch), self.rank)
+        a, b = self.plan.rank_ranges(int(epoch), self.rank)  # each range in one file
+        files, rows = self.plan.locate(a)
         found: list[tuple[str, int]] = []
-        for lo, hi in zip(a.tolist(), b.tolist(), strict=True):
-            starts, lengths = id_runs(np.arange(lo, hi, dtype=np.int64), self.plan)
-            for start, length in zip(starts.tolist(), lengths.tolist(), strict=True):
-                f, row = (int(v[0]) for v in self.plan.locate(np.array([start])))
-                x, _ = self.source.read(f, row, row + length)
-                flat = np.asarray(x).reshape(length, -1)
-                for i in np.flatnonzero(~np.isfinite(flat).all(axis=1)).tolist():
-                    found.append((self.source.paths[f], row + i))
-                    if len(found) >= limit:
-                        return sorted(found)
-        return sorted(found)
+        for f, row, n in zip(files.tolist(), rows.tolist(), (b - a).tolist(), strict=True):
+            x, _ = self.source.read(f, row, row + n)
+            bad = np.flatnonzero(~np.isfinite(np.asarray(x).reshape(n, -1)).all(axis=1))
+            found += [(self.source.paths[f], row + i) for i in bad.tolist()]
+            if len(found) >= limit:
+                break
+        return sorted(found[:limit])
 
     def close(self) -> None:
         """Stop the current epoch's threads and whatever the read paths keep (processes)."""
