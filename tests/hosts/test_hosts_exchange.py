@@ -41,10 +41,12 @@ def test_exchange_across_two_hosts_matches_float64(bed):
     assert res.returncode == 0, res.output[-4000:]
     for r in range(4):
         assert f"rank {r}: OK nodes=2 local=2" in res.stdout, res.output[-4000:]
-    # the measured choice: 5 Gbit/s (0.625 GB/s) links are far below memory speed
+    # the measured choice: 5 Gbit/s (0.625 GB/s) links are far below memory speed. The probe
+    # is a few ms of TCP through tbf on a loaded machine: it has read 0.29-0.54 GB/s here and
+    # in CI, so the bounds only say "the links, not shared memory (tens of GB/s), not zero".
     topo = re.findall(r"rank \d: TOPOLOGY (\w+) ([\d.]+)", res.stdout)
     assert len(topo) == 4 and len(set(topo)) == 1, res.stdout
-    assert topo[0][0] == "hierarchical" and 0.3 < float(topo[0][1]) < 0.8, topo
+    assert topo[0][0] == "hierarchical" and 0.1 < float(topo[0][1]) < 0.8, topo
     cross = int(re.search(r"CROSS (\d+)", res.stdout).group(1))
     sent = bed.link_bytes(1) - before
     assert cross > 0 and sent >= cross, (sent, cross)
