@@ -43,6 +43,17 @@ class Compressor:
         """The wire array back in `dtype`, divided by scale (a new array)."""
         return wire
 
+    def encode_into(self, x, out, scale: float = 1.0):
+        """out[...] = encode(x, scale): on the host in one pass (the product is cast as it
+        is written), without a temporary the size of `x`."""
+        if is_cupy(x) or is_cupy(out) or np.dtype(out.dtype).kind in "iu":  # bits
+            out[...] = self.encode(x, scale)
+        elif scale == 1.0:
+            np.copyto(out, x, casting="unsafe")
+        else:
+            np.multiply(x, x.dtype.type(scale), out=out, casting="unsafe")
+        return out
+
     def decode_into(self, wire, out, scale: float = 1.0, add: bool = False):
         """out = decode(wire, out.dtype, scale), or out += it: on the host without a
         temporary the size of `wire` (cast on the fly, or in cache-sized pieces)."""
@@ -60,13 +71,14 @@ class Compressor:
                 np.copyto(out, wire, casting="unsafe")
             return out
         factor = out.dtype.type(1.0 / scale)
+        if not add:
+            np.multiply(wire, factor, out=out, dtype=out.dtype)
+            return out
+        piece = np.empty(min(DECODE_PIECE, out.size), dtype=out.dtype)
         for lo in range(0, out.size, DECODE_PIECE):
-            piece = wire[lo : lo + DECODE_PIECE].astype(out.dtype)
-            piece *= factor
-            if add:
-                out[lo : lo + DECODE_PIECE] += piece
-            else:
-                out[lo : lo + DECODE_PIECE] = piece
+            hi = min(lo + DECODE_PIECE, out.size)
+            np.multiply(wire[lo:hi], factor, out=piece[: hi - lo], dtype=out.dtype)
+            out[lo:hi] += piece[: hi - lo]
         return out
 
     def compress(self, x):
@@ -101,13 +113,17 @@ class FP16Compressor(Compressor):
 
     def encode(self, x, scale: float = 1.0):
         xp = get_array_module(x)
-        return (x * x.dtype.type(scale) if scale != 1.0 else x).astype(xp.float16)
+        if is_cupy(x):
+            return (x * x.dtype.type(scale) if scale != 1.0 else x).astype(xp.float16)
+        return self.encode_into(x, np.empty(x.shape, np.float16), scale)
 
     def decode(self, wire, dtype, scale: float = 1.0):
-        out = wire.astype(dtype)
-        if scale != 1.0:
-            out *= np.dtype(dtype).type(1.0 / scale)
-        return out
+        if is_cupy(wire):
+            out = wire.astype(dtype)
+            if scale != 1.0:
+                out *= np.dtype(dtype).type(1.0 / scale)
+            return out
+        return self.decode_into(wire, np.empty(wire.shape, dtype), scale)
 
 
 class BF16Compressor(Compressor):

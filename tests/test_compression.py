@@ -84,12 +84,30 @@ def test_decode_into_is_decode_bit_for_bit(name):
     scale = 1.0 if ctx is None else ctx[1]
     if name == "fp16":
         assert scale != 1.0  # the scaled branch is the one exercised
-    plain = comp.decode(wire, np.float32, scale)
+    # float64 reference: a 16-bit value over a power of two is exact in float32
+    plain = (np.asarray(wire, np.float64) / scale).astype(np.float32)
+    np.testing.assert_array_equal(comp.decode(wire, np.float32, scale), plain)
     out = np.full_like(x, np.nan)
     np.testing.assert_array_equal(comp.decode_into(wire, out, scale), plain)
     summed = base.copy()
     comp.decode_into(wire, summed, scale, add=True)
     np.testing.assert_array_equal(summed, base + plain)
+
+
+@pytest.mark.parametrize("name", ["none", "fp16", "bf16"])
+def test_encode_into_writes_the_rounded_product_in_place(name):
+    """One pass into the wire area equals the float64 product rounded once to the wire dtype
+    (a power-of-two scale is exact), and encode() equals it too."""
+    comp = Compression.get(name)
+    x = np.random.default_rng(7).standard_normal(100_001).astype(np.float32) * 1e-3
+    scale = comp.scale_for(x)
+    wire_dtype = comp.wire_dtype(x.dtype)
+    ref = (x.astype(np.float64) * scale).astype(wire_dtype)
+    out = np.zeros(x.size, wire_dtype)
+    assert comp.encode_into(x, out, scale) is out
+    np.testing.assert_array_equal(out.view(np.uint8), ref.view(np.uint8))
+    encoded = np.asarray(comp.encode(x, scale))
+    np.testing.assert_array_equal(encoded.view(np.uint8), ref.view(np.uint8))
 
 
 @pytest.mark.gpu

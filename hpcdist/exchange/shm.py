@@ -207,7 +207,7 @@ class ShmReducer:
             g += residual[b.start : b.stop]
         scale = self.comp.scale_for(g) if scale is None else scale
         wire = self.wire(self.me, b.slab)[b.start : b.stop]
-        wire[...] = self.comp.encode(g, scale) if scale != 1.0 else g
+        self.comp.encode_into(g, wire, scale)
         if residual is not None:
             with np.errstate(invalid="ignore"):  # inf - inf: reported after the sum
                 residual[b.start : b.stop] = g - self.comp.decode(wire, g.dtype, scale)
@@ -237,12 +237,7 @@ class ShmReducer:
             for r in range(self.n):
                 part = self.wire(r, s)[lo:hi]
                 scale = self.scales[b.index, 0, r]
-                if r == 0:
-                    acc[...] = part
-                    if scale != 1.0:
-                        acc *= dtype.type(1.0 / scale)
-                else:
-                    acc += self.comp.decode(part, dtype, scale) if scale != 1.0 else part
+                self.comp.decode_into(part, acc, scale, add=r > 0)
             return acc
         for c in range(0, hi - lo, CHUNK):
             parts = [self.grads(r, s)[lo + c : min(lo + c + CHUNK, hi)] for r in range(self.n)]
@@ -254,7 +249,7 @@ class ShmReducer:
         s = b.slab
         if self.compressed(s):
             scale = self.comp.scale_for(acc)
-            self.wire(0, s)[lo:hi] = self.comp.encode(acc, scale) if scale != 1.0 else acc
+            self.comp.encode_into(acc, self.wire(0, s)[lo:hi], scale)
             self.scales[b.index, 1, self.me] = scale
             return
         for r in range(self.n):
@@ -267,9 +262,7 @@ class ShmReducer:
         for j in range(self.n):
             lo, hi = self.my_slice(b, j)
             factor = inv / self.scales[b.index, 1, j]
-            g[lo:hi] = self.wire(0, s)[lo:hi]
-            if factor != 1.0:
-                g[lo:hi] *= g.dtype.type(factor)
+            np.multiply(self.wire(0, s)[lo:hi], g.dtype.type(factor), out=g[lo:hi], dtype=g.dtype)
 
     def nonfinite(self, b: Bucket, call: int) -> bool:
         return bool((self.flags[b.index, NONFINITE] == call).any())
