@@ -52,3 +52,26 @@ def test_other_ranks_write_their_output_and_summary_to_their_log(tmp_path):
     assert len(SUMMARY.findall(log)) == 1, log[-3000:]
     assert "talk from rank 1" in log and "talk from rank 0" not in log
     assert sorted(p.name for p in logs.iterdir()) == ["rank1.log"]
+
+
+#: A test whose parametrize id is spelled like the `hosts` marker.
+HOSTS_ID = """
+import pytest
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("where", ["hosts", "files"])
+def test_id(where):
+    pass
+"""
+
+
+def test_a_parametrize_id_hosts_is_not_the_hosts_marker(tmp_path):
+    """Planted bug it catches: tests/hosts/conftest.py reading `"hosts" in item.keywords`,
+    which skips any multi-rank test with an id `hosts` as a host-bed job."""
+    (tmp_path / "test_ids.py").write_text(HOSTS_ID)
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'hosts'}"}  # -p conftest: the bed's hook
+    args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-v"]
+    res = run_mpi(2, [*args, str(tmp_path / "test_ids.py")], timeout=120, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.output[-3000:]
+    assert re.search(r"test_id\[hosts\] PASSED", res.stdout), res.stdout[-3000:]
+    assert "SKIPPED" not in res.stdout, res.stdout[-3000:]

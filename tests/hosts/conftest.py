@@ -10,7 +10,7 @@ from hpcdist.bench.hostbed import BedUnavailable, HostBed
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "hosts" in item.keywords and MPI.COMM_WORLD.size > 1:
+        if item.get_closest_marker("hosts") and MPI.COMM_WORLD.size > 1:
             item.add_marker(pytest.mark.skip(reason="starts its own jobs on the host bed"))
 
 
