@@ -9,6 +9,7 @@ it prints its failure and aborts the job, instead of the others waiting in a
 later collective until the 300 s timeout.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -21,6 +22,7 @@ FAILED_WAIT_ENV = "HPCDIST_TEST_FAILED_WAIT"
 _AGREED = pytest.StashKey[bool]()
 _FAILED = pytest.StashKey[str]()
 _agreement = {}  # "guard": the session's hpcdist.guard.Guard over the world (size > 1)
+_running = {}  # "nodeid": the test this rank is running
 
 
 def pytest_report_header(config):
@@ -103,10 +105,45 @@ def comm():
 
 
 def pytest_sessionstart(session):
+    _abort_past_the_capture(session.config)
     if WORLD.size > 1:  # made here, before any test: Guard() is itself a collective
         from hpcdist.guard import Guard
 
         _agreement["guard"] = Guard(WORLD, name="test outcome", on_timeout="raise")
+
+
+def _abort_past_the_capture(config) -> None:
+    """hpcdist.runtime.abort inside a test: first stop pytest's capture and write the test's
+    name and its output so far where the rank's output goes (the terminal, or its log).
+
+    abort() writes its message to file descriptor 2, which pytest's capture holds during a
+    test: a test that ended the job through a deadline or a guard printed nothing at all.
+    """
+    from hpcdist import runtime
+
+    capman = config.pluginmanager.getplugin("capturemanager")
+    original = runtime.abort
+
+    @functools.wraps(original)  # inspect.unwrap(runtime.abort) is hpcdist's own
+    def abort(message: str, *args, **kwargs) -> None:
+        if capman is not None and capman.is_globally_capturing():
+            out, err = capman.read_global_capture()
+            capman.suspend_global_capture(in_=True)
+            test = _running.get("nodeid", "(between tests)")
+            os.write(2, f"\n{test} is ending the job on rank {WORLD.rank}; its output:\n".encode())
+            os.write(2, f"{out}{err}".encode(errors="replace"))
+        original(message, *args, **kwargs)
+
+    runtime.abort = abort
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running["nodeid"] = item.nodeid
+    try:
+        return (yield)
+    finally:
+        _running.pop("nodeid", None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -75,3 +75,31 @@ def test_a_parametrize_id_hosts_is_not_the_hosts_marker(tmp_path):
     assert res.returncode == 0, res.output[-3000:]
     assert re.search(r"test_id\[hosts\] PASSED", res.stdout), res.stdout[-3000:]
     assert "SKIPPED" not in res.stdout, res.stdout[-3000:]
+
+
+#: A 2-rank test that ends the job from inside, as a deadline or a guard does.
+ABORTS = """
+import pytest
+from mpi4py import MPI
+from hpcdist import runtime
+
+@pytest.mark.mpi
+def test_ends_the_job():
+    print(f"output before the abort from rank {MPI.COMM_WORLD.rank}")
+    if MPI.COMM_WORLD.rank == 0:
+        runtime.abort("the planted reason", grace_s=0.2)
+    MPI.COMM_WORLD.Barrier()
+"""
+
+
+def test_an_abort_inside_a_test_names_the_test_and_shows_its_output(tmp_path):
+    """Planted bug it catches: runtime.abort writing to a descriptor that pytest's capture
+    holds (the job ended with no output at all: no test name, no reason)."""
+    (tmp_path / "test_aborts.py").write_text(ABORTS)
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-q"]
+    res = run_mpi(2, [*args, str(tmp_path / "test_aborts.py")], timeout=120, env=env, cwd=tmp_path)
+    assert res.returncode != 0, res.output[-3000:]
+    assert "test_aborts.py::test_ends_the_job is ending the job on rank 0" in res.output
+    assert "output before the abort from rank 0" in res.output, res.output[-3000:]
+    assert "hpcdist: rank 0 of 2" in res.output and "the planted reason" in res.output
