@@ -1,7 +1,7 @@
 """Test set-up: MPI facts in the header, per-rank temp dirs and logs, gpu/launcher markers.
 
 After each test marked `mpi` (at world size > 1) the ranks agree on its
-outcome with one guarded allreduce: a test that failed on any rank is
+outcome with one allreduce under a deadline: a test that failed on any rank is
 reported failed on every rank, naming the ranks it failed on; a rank whose
 test failed waits only $HPCDIST_TEST_FAILED_WAIT s (default 10) for the
 others, and when they do not come (stuck in the test's collectives it left)
@@ -21,7 +21,7 @@ WORLD = MPI.COMM_WORLD
 FAILED_WAIT_ENV = "HPCDIST_TEST_FAILED_WAIT"
 _AGREED = pytest.StashKey[bool]()
 _FAILED = pytest.StashKey[str]()
-_agreement = {}  # "guard": the session's hpcdist.guard.Guard over the world (size > 1)
+_agreement = {}  # "comm": the session's copy of the world for the agreement (size > 1)
 _running = {}  # "nodeid": the test this rank is running
 
 
@@ -106,10 +106,8 @@ def comm():
 
 def pytest_sessionstart(session):
     _abort_past_the_capture(session.config)
-    if WORLD.size > 1:  # made here, before any test: Guard() is itself a collective
-        from hpcdist.guard import Guard
-
-        _agreement["guard"] = Guard(WORLD, name="test outcome", on_timeout="raise")
+    if WORLD.size > 1:  # made here, before any test: Dup() is itself a collective
+        _agreement["comm"] = WORLD.Dup()
 
 
 def _abort_past_the_capture(config) -> None:
@@ -150,44 +148,54 @@ def pytest_runtest_protocol(item, nextitem):
 def pytest_runtest_makereport(item, call):
     """One agreement per mpi test and rank: after the call, or at teardown if it never ran."""
     report = yield
-    guard = _agreement.get("guard")
-    if guard is None or item.get_closest_marker("mpi") is None or item.stash.get(_AGREED, False):
+    comm = _agreement.get("comm")
+    if comm is None or item.get_closest_marker("mpi") is None or item.stash.get(_AGREED, False):
         return report
     if report.failed:
         item.stash[_FAILED] = report.longreprtext
     if report.when == "call" or report.when == "teardown":
         item.stash[_AGREED] = True
-        _agree(item, report, guard)
+        _agree(item, report, comm)
     return report
 
 
-def _agree(item, report, guard) -> None:
-    """Allreduce which ranks failed `item`; mark it failed here too, or abort if they never come."""
+def _agree(item, report, comm) -> None:
+    """Allreduce which ranks failed `item`; mark it failed here too, or abort if they never come.
+
+    A plain non-blocking allreduce under a deadline, not a Guard: past its deadline a Guard
+    meets the others for a diagnosis (twice the timeout more), and a rank whose test failed
+    already knows why the others are late.
+    """
     from hpcdist import runtime
+    from hpcdist.deadline import Deadline, wait_requests
     from hpcdist.errors import CollectiveTimeoutError
     from hpcdist.guard import check_timeout, default_timeout
 
     failed_here = _FAILED in item.stash
-    flags = np.zeros(guard.size, np.int64)
-    flags[guard.rank] = failed_here
-    guard.timeout = (
+    mine = np.zeros(comm.size, np.int64)
+    mine[comm.rank] = failed_here
+    flags = np.empty_like(mine)
+    seconds = (
         check_timeout(os.environ.get(FAILED_WAIT_ENV, "10"), FAILED_WAIT_ENV)
         if failed_here
         else default_timeout()  # a rank that passed waits as long as any collective
     )
     try:
-        flags = guard.allreduce(flags, what=f"the outcome of {item.nodeid}")
+        reqs = [comm.Iallreduce(mine, flags, op=MPI.SUM)]
+        wait_requests(reqs, Deadline(seconds), f"the other ranks to agree on {item.nodeid}")
     except CollectiveTimeoutError as e:
-        os.write(2, f"\n{item.nodeid} FAILED on this rank:\n{item.stash[_FAILED]}\n".encode())
+        if failed_here:
+            os.write(2, f"\n{item.nodeid} FAILED on this rank:\n{item.stash[_FAILED]}\n".encode())
         runtime.abort(
-            f"{item.nodeid} failed on rank {guard.rank}, and the other ranks did not come to "
-            f"agree on its outcome (stuck in the test's collectives?): {e}",
+            f"{item.nodeid} {'failed' if failed_here else 'passed'} on rank {comm.rank}, and "
+            f"the other ranks did not come to agree on its outcome (stuck in the test's "
+            f"collectives?): {e}",
             exitcode=1,
         )
-    others = [r for r in np.flatnonzero(flags).tolist() if r != guard.rank]
+    others = [r for r in np.flatnonzero(flags).tolist() if r != comm.rank]
     if others and not report.failed:
         report.outcome = "failed"
         report.longrepr = (
-            f"failed on rank(s) {others} of {guard.size} (passed here, on rank {guard.rank}); "
+            f"failed on rank(s) {others} of {comm.size} (passed here, on rank {comm.rank}); "
             "their output is in their logs (tests/run_suite.py shows it)"
         )

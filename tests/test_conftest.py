@@ -103,3 +103,31 @@ def test_an_abort_inside_a_test_names_the_test_and_shows_its_output(tmp_path):
     assert "test_aborts.py::test_ends_the_job is ending the job on rank 0" in res.output
     assert "output before the abort from rank 0" in res.output, res.output[-3000:]
     assert "hpcdist: rank 0 of 2" in res.output and "the planted reason" in res.output
+
+
+#: A 3-rank test that fails on rank 1 before a collective the other ranks then wait in.
+ONE_FAILS = """
+import pytest
+from mpi4py import MPI
+
+@pytest.mark.mpi
+def test_one_rank_fails():
+    print(f"output of rank {MPI.COMM_WORLD.rank}")
+    assert MPI.COMM_WORLD.rank != 1, "the planted failure on rank 1"
+    MPI.COMM_WORLD.allreduce(1)
+"""
+
+
+def test_a_rank_failing_a_test_ends_the_job_within_seconds(tmp_path):
+    """Planted bugs it catches: the outcome agreement dropped (the other ranks wait in the
+    test's allreduce until the 300 s timeout), or agreed through a Guard, whose diagnosis past
+    the deadline added twice the wait (34 s in all). The failure and its rank are shown."""
+    (tmp_path / "test_one.py").write_text(ONE_FAILS)
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-q"]
+    res = run_mpi(3, [*args, str(tmp_path / "test_one.py")], timeout=120, env=env, cwd=tmp_path)
+    assert res.returncode != 0, res.output[-3000:]
+    assert res.seconds < 25, (res.seconds, res.output[-3000:])  # the 10 s wait, then abort
+    assert "test_one.py::test_one_rank_fails FAILED on this rank" in res.output
+    assert "the planted failure on rank 1" in res.output, res.output[-3000:]
+    assert "failed on rank 1, and the other ranks did not come" in res.output
