@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hpcdist.bench.allreduce import resnet50_like
-from hpcdist.ps.sharding import DEFAULT_CHUNK_BYTES, shard_plan
+from hpcdist.ps.sharding import shard_plan
 
 
 def _coverage(plan):
@@ -37,7 +37,9 @@ def test_greedy_balances_the_resnet_list_and_round_robin_does_not(num_ps):
     assert max(g) / np.mean(g) <= 1.10
     assert greedy.imbalance() == pytest.approx(max(g) / np.mean(g))
     assert max(r) / np.mean(r) > max(g) / np.mean(g)
-    assert all(p.size * 4 <= DEFAULT_CHUNK_BYTES for p in greedy.pieces)
+    # the default chunk bound, written out: BytePS's 4,096,000 bytes
+    assert all(p.size * 4 <= 4_096_000 for p in greedy.pieces)
+    assert max(p.size for p in greedy.pieces) * 4 > 2_048_000  # large tensors are chunked near it
 
 
 def test_round_robin_places_whole_tensors_by_count():
