@@ -47,14 +47,15 @@ def replace_file(path: Path, write) -> None:
         raise
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> None:
-    """Refuse a run directory another user owns that others may write (a planted link could
-    wait there); warn about one another user owns otherwise."""
+def refusal(run_dir: str | os.PathLike) -> str | None:
+    """Why outputs must not be written in `run_dir` (another user owns it and anyone may
+    write to it: a planted link could wait there), or None; warns about a directory another
+    user owns otherwise."""
     st = os.stat(run_dir)
     if st.st_uid == os.getuid():
-        return
+        return None
     if st.st_mode & 0o002 and not st.st_mode & 0o1000:
-        raise PermissionError(
+        return (
             f"run directory {run_dir} belongs to uid {st.st_uid} and anyone may write to it "
             f"(mode {st.st_mode & 0o7777:o}): refusing to write outputs there; choose a "
             "--run-dir of your own"
@@ -63,3 +64,11 @@ def check_run_dir(run_dir: str | os.PathLike) -> None:
         f"run directory {run_dir} belongs to uid {st.st_uid}, not to you (uid {os.getuid()})",
         stacklevel=2,
     )
+    return None
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> None:
+    """PermissionError where `refusal` says why `run_dir` must not take outputs."""
+    why = refusal(run_dir)
+    if why is not None:
+        raise PermissionError(why)

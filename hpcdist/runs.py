@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from . import metrics
+from . import metrics, rundir
 from .errors import HpcdistError
 
 #: Where runs without --run-dir go, and the link to the newest of them.
@@ -81,17 +81,19 @@ def claim(run_dir: Path, checkpoints: Path, *, overwrite: bool, guard) -> int:
     removed, error = 0, None
     if guard.rank == 0 and run_dir.is_dir():
         found = sorted(Path(checkpoints).glob("ckpt-*.h5"))
-        if found and not overwrite:
+        error = rundir.refusal(run_dir)  # before anything in it is removed
+        if error is None and found and not overwrite:
             error = (
                 f"{run_dir} holds the checkpoints of an earlier run (newest {found[-1].name}): "
                 "add --resume to continue it, --overwrite to replace it, or pick another "
                 "--run-dir (with none, each run gets a new runs/<time>)"
             )
-        else:
+        elif error is None:
             removed = metrics.clear_outputs(run_dir, checkpoints)
     removed, error = guard.bcast((removed, error), root=0, what="rank 0 to prepare the run dir")
     if error:
         raise RunDirError(error)
     if removed and guard.rank == 0:
-        print(f"hpcdist: --overwrite: removed {removed} file(s) of the earlier run in {run_dir}")
+        why = "--overwrite: " if overwrite else ""
+        print(f"hpcdist: {why}removed {removed} file(s) of the earlier run in {run_dir}")
     return removed

@@ -301,18 +301,24 @@ class Trainer:
         return bool(self.guard.allreduce(flag, op="max", what="the pre-emption check")[0])
 
     # --- around the run -------------------------------------------------------
-    def close(self) -> None:
-        """Stop reader threads, free the exchange's windows, restore signal handling."""
+    def close(self, free_exchange: bool = True) -> None:
+        """Stop reader threads, free the exchange's windows (a collective), restore signal
+        handling."""
         if self.server is not None:
             self.server.close()
             return
         for pipe in (self.data.train, self.data.val):
             pipe.close()
-        self.exchange.close()
+        if free_exchange:
+            self.exchange.close()
         self.preemption.uninstall()
 
     def __enter__(self) -> Trainer:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # An error on this rank alone leaves the others in a collective: freeing the windows
+        # would wait for them until the deadline and hide the error. It goes on at once (the
+        # excepthook prints it and ends the job); a caller that catches it keeps this
+        # trainer's windows until MPI_Finalize.
+        self.close(free_exchange=exc_type is None or self.comm.size == 1)

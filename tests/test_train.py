@@ -215,3 +215,53 @@ def test_timeline_has_every_phase(tmp_path, cache):
         for phase in ("data_wait", "forward", "backward", "exchange", "optimizer"):
             assert (rank, phase) in spans
     assert (tmp_path / "timeline-rank1.json").exists()
+
+
+#: hpcdist.train with an error planted on rank 1 alone, inside fit (the others go on to train).
+ONE_RANK_RAISES = """
+import sys
+from mpi4py import MPI
+from hpcdist import report, train
+
+if MPI.COMM_WORLD.rank == 1:
+    def announce(trainer):
+        raise RuntimeError("the planted error on rank 1")
+    report.announce = announce
+raise SystemExit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_an_error_on_one_rank_inside_fit_reaches_the_user_at_once(tmp_path, cache, n):
+    """Planted bug it catches: Trainer.__exit__ freeing the exchange's windows (a collective)
+    while an error propagates on one rank: that rank waited there for the others until the
+    deadline (--timeout 120) and the error was never printed."""
+    script = tmp_path / "raises.py"
+    script.write_text(ONE_RANK_RAISES)
+    args = [str(script), "--run-dir", str(tmp_path / "run"), "--synthetic", "600"]
+    args += ["--synthetic-features", "16", "--hidden", "8", "--no-progress", "--timeout", "120"]
+    res = run_mpi(n, args, timeout=90, env=cache)
+    assert res.returncode != 0, res.output[-3000:]
+    assert res.seconds < 40, (res.seconds, res.output[-3000:])
+    assert "rank 1 of" in res.output and "the planted error on rank 1" in res.output
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a directory to another user")
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_run_dir_another_user_may_plant_links_in_is_refused_on_every_rank(tmp_path, cache, n):
+    """Planted bugs it catches: the check made only where rank 0 opens its metrics log (the
+    refusal was lost at 2 ranks: the job timed out closing the exchange), or made after the
+    earlier run's outputs were removed (they were, with an '--overwrite' message)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "summary.json").write_text('{"an": "earlier run"}')
+    os.chown(shared, 4321, 4321)
+    shared.chmod(0o777)
+    small = ["--synthetic", "600", "--synthetic-features", "16", "--hidden", "8", "--no-progress"]
+    res = train(n, shared, *small, "--timeout", "120", env=cache, timeout=90)
+    assert res.returncode == 2, res.output[-3000:]
+    assert res.seconds < 40, res.seconds
+    for r in range(n):
+        assert f"(rank {r} of {n}): run directory {shared} belongs to uid 4321" in res.stderr
+    assert "removed" not in res.output
+    assert (shared / "summary.json").read_text() == '{"an": "earlier run"}'
