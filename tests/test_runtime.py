@@ -125,3 +125,15 @@ def test_abort_says_the_rank_in_one_write_then_exits(monkeypatch, capfd):
     where = f"rank {MPI.COMM_WORLD.rank} of {MPI.COMM_WORLD.size}"
     assert f"hpcdist: {where} on {socket.gethostname()}: the test's reason\n" in err
     assert err.endswith("hpcdist: aborting the job\n")
+
+
+def test_abort_gives_the_launcher_a_grace_period_before_it_ends_the_job(monkeypatch, capfd):
+    """Planted bug it catches: no grace before MPI_Abort (ranks raced, and 1 abort in 14
+    printed nothing: the launcher killed the job before the message was written out)."""
+    events = []
+    monkeypatch.setattr(runtime.time, "sleep", lambda s: events.append(("sleep", s)))
+    monkeypatch.setattr(runtime.os, "_exit", lambda code: events.append(("exit", code)))
+    inspect.unwrap(runtime.abort)("the reason", exitcode=5)
+    assert runtime.ABORT_GRACE_S >= 0.5
+    assert events == [("sleep", runtime.ABORT_GRACE_S), ("exit", 5)]
+    assert "the reason" in capfd.readouterr().err
