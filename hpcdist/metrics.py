@@ -189,11 +189,16 @@ OUTPUT_FILES = (METRICS_FILE, SUMMARY_FILE, CURVES_FILE, "timeline.json")
 
 
 def clear_outputs(run_dir: str | os.PathLike, checkpoints: str | os.PathLike) -> int:
-    """Delete an earlier run's outputs and checkpoints from run_dir; returns how many files."""
+    """Delete an earlier run's outputs and checkpoints from run_dir, and the half-written
+    copies a killed run left (rundir.replace_file's `.<stem>-*.tmp`, a checkpoint's
+    `.tmp-ckpt-*`); returns how many files."""
     run_dir = Path(run_dir)
     old = [run_dir / n for n in OUTPUT_FILES]
     old += list(run_dir.glob("timeline-rank*.json")) + list(Path(checkpoints).glob("ckpt-*.h5"))
-    old = [p for p in old if p.exists()]
+    for stem in [Path(n).stem for n in OUTPUT_FILES] + ["timeline-rank*"]:
+        old += run_dir.glob(f".{stem}-*.tmp")
+    old += Path(checkpoints).glob(".tmp-ckpt-*")
+    old = sorted({p for p in old if p.exists()})
     for path in old:
         path.unlink()
     return len(old)

@@ -38,6 +38,25 @@ def test_claim_refuses_another_runs_checkpoints_unless_overwrite(tmp_path):
     assert not ckpt.exists() and not (run / "metrics.jsonl").exists()
 
 
+def test_a_fresh_run_removes_the_half_written_files_a_killed_run_left(tmp_path):
+    """Planted bug it catches: clear_outputs removing the outputs but not the temp copies a
+    run killed mid-write left beside them (they piled up run after run). Files of the user's
+    own are kept."""
+    guard = Guard(MPI.COMM_SELF)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    left = [".summary-k2j4.tmp", ".curves-x9.tmp", ".metrics-a1.tmp", ".timeline-rank2-q.tmp"]
+    for name in left:
+        (run / name).write_text("half")
+    (run / "checkpoints" / ".tmp-ckpt-0000000004.h5").write_bytes(b"half")
+    mine = [run / "notes.txt", run / ".summary.bak", run / "checkpoints" / "best.h5"]
+    for path in mine:
+        path.write_text("the user's")
+    assert runs.claim(run, run / "checkpoints", overwrite=False, guard=guard) == 5
+    remaining = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file())
+    assert remaining == [".summary.bak", "checkpoints/best.h5", "notes.txt"]
+
+
 @pytest.mark.launcher
 def test_the_default_command_twice_keeps_both_runs(tmp_path):
     env = {"HPCDIST_CACHE": str(tmp_path / "cache")}
