@@ -164,9 +164,12 @@ def main(argv=None) -> int:
     if args.part in ("all", "balance") and MPI.COMM_WORLD.rank == 0:
         balance()
     if args.part == "all":
-        for n, nps in ((3, 1), (4, 1), (4, 2)):
+        codes = [
             _spawn(n, ["--part", "exchange", "--ps", str(nps), "--steps", str(args.steps)])
-        return _spawn(5, ["--part", "straggler", "--steps", str(args.steps)])
+            for n, nps in ((3, 1), (4, 1), (4, 2))
+        ]
+        codes.append(_spawn(5, ["--part", "straggler", "--steps", str(args.steps)]))
+        return max(codes, key=lambda rc: rc != 0)  # the first failure's exit status, else 0
     if args.part == "exchange":
         exchange(args.ps, args.steps)
     elif args.part == "straggler":
