@@ -18,6 +18,8 @@ from mpi4py import MPI
 def test_talk():
     print(f"talk from rank {MPI.COMM_WORLD.rank}")
 """
+#: The inner job's ranks print to its own output, not to the outer run_suite's rank logs.
+NO_RANK_LOGS = {"HPCDIST_RANK_LOGS": ""}
 SUMMARY = re.compile(r"^=* ?1 passed in [\d.]+s", re.M)
 
 
@@ -69,7 +71,7 @@ def test_a_parametrize_id_hosts_is_not_the_hosts_marker(tmp_path):
     """Planted bug it catches: tests/hosts/conftest.py reading `"hosts" in item.keywords`,
     which skips any multi-rank test with an id `hosts` as a host-bed job."""
     (tmp_path / "test_ids.py").write_text(HOSTS_ID)
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'hosts'}"}  # -p conftest: the bed's hook
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests' / 'hosts'}", **NO_RANK_LOGS}  # the bed's hook
     args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-v"]
     res = run_mpi(2, [*args, str(tmp_path / "test_ids.py")], timeout=120, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.output[-3000:]
@@ -96,7 +98,7 @@ def test_an_abort_inside_a_test_names_the_test_and_shows_its_output(tmp_path):
     """Planted bug it catches: runtime.abort writing to a descriptor that pytest's capture
     holds (the job ended with no output at all: no test name, no reason)."""
     (tmp_path / "test_aborts.py").write_text(ABORTS)
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **NO_RANK_LOGS}
     args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-q"]
     res = run_mpi(2, [*args, str(tmp_path / "test_aborts.py")], timeout=120, env=env, cwd=tmp_path)
     assert res.returncode != 0, res.output[-3000:]
@@ -123,7 +125,7 @@ def test_a_rank_failing_a_test_ends_the_job_within_seconds(tmp_path):
     test's allreduce until the 300 s timeout), or agreed through a Guard, whose diagnosis past
     the deadline added twice the wait (34 s in all). The failure and its rank are shown."""
     (tmp_path / "test_one.py").write_text(ONE_FAILS)
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", **NO_RANK_LOGS}
     args = ["-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "--with-mpi", "-q"]
     res = run_mpi(3, [*args, str(tmp_path / "test_one.py")], timeout=120, env=env, cwd=tmp_path)
     assert res.returncode != 0, res.output[-3000:]
