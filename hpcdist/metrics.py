@@ -195,10 +195,10 @@ def clear_outputs(run_dir: str | os.PathLike, checkpoints: str | os.PathLike) ->
     run_dir = Path(run_dir)
     old = [run_dir / n for n in OUTPUT_FILES]
     old += list(run_dir.glob("timeline-rank*.json")) + list(Path(checkpoints).glob("ckpt-*.h5"))
-    for stem in [Path(n).stem for n in OUTPUT_FILES] + ["timeline-rank*"]:
+    for stem in (Path(n).stem for n in OUTPUT_FILES):  # "timeline" covers timeline-rankN
         old += run_dir.glob(f".{stem}-*.tmp")
     old += Path(checkpoints).glob(".tmp-ckpt-*")
-    old = sorted({p for p in old if p.exists()})
+    old = [p for p in old if p.exists()]
     for path in old:
         path.unlink()
     return len(old)
