@@ -20,7 +20,11 @@ HERE = Path(__file__).resolve().parent
 TRAIN = ["-m", "hpcdist.train", "--epochs", "500", "--hidden", "16", "--no-progress"]
 
 
-@pytest.mark.parametrize("n, attempt", [(4, 0), (4, 1), (3, 0)])
+#: Tries at 4 ranks (HPCDIST_CTRL_C_TRIES=10 repeats the must-show's 10 of 10).
+TRIES = int(os.environ.get("HPCDIST_CTRL_C_TRIES", "2"))
+
+
+@pytest.mark.parametrize("n, attempt", [(4, a) for a in range(TRIES)] + [(3, 0)])
 def test_ctrl_c_checkpoints_and_ends_the_training_job(start, tmp_path, n, attempt):
     out, run = tmp_path / "out.txt", tmp_path / "run"
     cache = {"HPCDIST_CACHE": str(tmp_path / "cache")}
@@ -34,6 +38,7 @@ def test_ctrl_c_checkpoints_and_ends_the_training_job(start, tmp_path, n, attemp
     assert "Segmentation fault" not in text and "Traceback" not in text, text[-3000:]
     step = int(text.split("pre-empted by SIGINT at epoch ")[1].split("step ")[1].split(";")[0])
     assert (run / "checkpoints" / f"ckpt-{step:010d}.h5").is_file()  # no checkpoint lost
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]  # nothing half-written left
 
 
 def test_ctrl_c_in_a_script_without_handlers_aborts_at_once(start, tmp_path):

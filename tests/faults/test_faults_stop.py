@@ -1,14 +1,20 @@
-"""A rank stopped (SIGSTOP) anywhere in training ends the job within the deadline, named."""
+"""A rank stopped (SIGSTOP) anywhere in training ends the job within the deadline plus 10 s,
+named, at 3 and 4 ranks; no checkpoint is lost and nothing hpcdist made is left behind."""
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from launch import clean_env, run_mpi
 
+from hpcdist.ckptfile import load_checkpoint
+
 pytestmark = pytest.mark.launcher
 
-FLAGS = ["--epochs", "2", "--hidden", "16", "--no-progress", "--timeout", "5"]
+DEADLINE = 5
+FLAGS = ["--epochs", "2", "--hidden", "16", "--no-progress", "--timeout", str(DEADLINE)]
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +27,41 @@ def cache(tmp_path_factory):
     return env
 
 
+def reader_segments() -> set[str]:
+    """The shared memory of hpcdist's reader processes (Python's psm_ names)."""
+    return {p.name for p in Path("/dev/shm").glob("psm_*")}
+
+
 @pytest.mark.parametrize(
-    "where, awaited",
+    "where, n, awaited",
     [
-        ("validation", "waiting for the validation loss and accuracy sums"),
-        ("preempt", "waiting for the pre-emption check"),
-        ("checkpoint", "checkpoint"),
-        ("pipeline", "exchange call"),
+        ("validation", 3, "waiting for the validation loss and accuracy sums"),
+        ("preempt", 4, "waiting for the pre-emption check"),
+        ("checkpoint:2", 3, "checkpoint"),
+        ("exchange", 3, "exchange call"),
+        ("exchange", 4, "exchange call"),
+        ("pipeline", 4, "exchange call"),
     ],
 )
-def test_stopped_rank_ends_the_job_named(where, awaited, tmp_path, cache):
-    args = ["tests/scripts/stop_rank.py", where, "2", "--run-dir", str(tmp_path / "run"), *FLAGS]
-    res = run_mpi(3, args, timeout=90, env=cache)
-    assert f"rank 2: stopping itself ({where})" in res.stdout, res.output[-3000:]
+def test_stopped_rank_ends_the_job_named(where, n, awaited, tmp_path, cache):
+    """Planted bugs it catches: a guarded call or exchange without its deadline (the job
+    runs to the test's limit), a deadline message without the missing rank, old checkpoints
+    pruned before the next one is whole (the stop at the second checkpoint's gather then
+    leaves none)."""
+    run, stamp, victim = tmp_path / "run", tmp_path / "stopped", n - 1
+    args = ["tests/scripts/stop_rank.py", where, str(victim), "--run-dir", str(run), *FLAGS]
+    before = reader_segments()
+    res = run_mpi(n, args, timeout=90, env={**cache, "STOP_STAMP": str(stamp)})
+    ended = time.time()
+    assert f"rank {victim}: stopping itself ({where.split(':')[0]}" in res.stdout, res.output
     assert res.returncode != 0
-    assert res.seconds < 40, f"took {res.seconds:.1f} s"
-    assert "rank(s) [2] of 3 never arrived" in res.stderr, res.stderr[-3000:]
+    assert ended - float(stamp.read_text()) < DEADLINE + 10, res.output[-3000:]
+    assert f"rank(s) [{victim}] of {n} never arrived" in res.stderr, res.stderr[-3000:]
     assert awaited in res.stderr, res.stderr[-3000:]
+    assert "without a word" not in res.stderr  # the abort explained itself: no watcher spoke
+    if where.startswith("checkpoint"):  # the first checkpoint stays whole, on every rank
+        (first,) = (run / "checkpoints").glob("ckpt-*.h5")
+        for r in range(n):
+            assert load_checkpoint(first, rank=r, world_size=n).epoch == 1
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+    assert reader_segments() <= before
