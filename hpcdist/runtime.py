@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mpi4py import MPI
 
+from . import watcher
 from .errors import HpcdistError
 
 #: Split the ranks of one machine into pretend nodes of this many ranks, so the
@@ -94,6 +95,9 @@ def init(
     _runtime = _Runtime(comm or MPI.COMM_WORLD, ranks_per_node)
     if abort_on_error:
         install_abort_hooks()
+    if MPI.COMM_WORLD.size > 1:
+        # the ranks of one host share their parent (hydra's proxy, slurmstepd, orted)
+        watcher.start(MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size, token=str(os.getppid()))
     return _runtime.info
 
 
@@ -162,6 +166,7 @@ INTERRUPTED_MESSAGE = "interrupted (Ctrl-C / SIGINT)"
 def abort(message: str, exitcode: int = 1, grace_s: float = ABORT_GRACE_S) -> None:
     """Print `message` tagged with this rank, give the launcher a moment, end the whole job."""
     comm = MPI.COMM_WORLD
+    watcher.claim()  # this message explains the end: the watchers stay quiet
     where = f"rank {comm.rank} of {comm.size} on {socket.gethostname()}"
     for stream in (sys.stdout, sys.stderr):
         try:
