@@ -65,11 +65,10 @@ def test_printed_step_times_medians_and_hidden_share_agree(ranks, repeats):
     want = [(str(r + 1), mode) for r in range(repeats) for mode in ("overlap", "no overlap")]
     assert [row[:2] for row in rows] == want, out
     steps = [int(row[4]) for row in rows]
-    # epoch 2 only is timed: at most its batches (80% of 256 records train, 32 a batch); the
-    # same run with and without --overlap, but step_times may count one epoch-1 step more
-    # (see test_step_times_take_each_ranks_own_first_eval), so within one of each other
+    # epoch 2 only is timed: at most its batches (80% of 256 records train, 32 a batch), the
+    # same with and without --overlap (each rank's trace is cut at its own first eval)
     assert 1 <= min(steps) and max(steps) <= math.ceil(256 / 32), rows
-    assert max(steps) - min(steps) <= 1, rows
+    assert len(set(steps)) == 1, rows
     assert {row[5] for row in rows} == {str(ranks)}
     for row in rows:
         assert value(row[2]) > 0 and value(row[3]) > 0, row
@@ -112,17 +111,12 @@ def test_step_times_average_the_spans_after_the_first_eval(tmp_path):
     assert got["exchange"] == pytest.approx((0.5 + 1.5 + 1 + 1.5) / 4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench/overlap.py step_times cuts every rank's trace at the earliest eval of any "
-    "rank, so a rank whose epoch 1 ends later (or whose clock origin lags) has epoch-1 spans "
-    "counted: steps off by one and the untimed epoch in the means",
-)
 def test_step_times_take_each_ranks_own_first_eval(tmp_path):
     """Rank 1 runs 150 us behind rank 0, so its last epoch-1 step starts after rank 0's first
     eval: that step is still epoch 1 and must not count.
 
-    Planted bug it catches: the cut taken at the earliest eval of all ranks (as now)."""
+    Planted bug it catches: the cut taken at the earliest eval of all ranks (the bug this
+    test was a strict xfail for, fixed in step_times)."""
     events = []
     for pid, lag in ((0, 0), (1, 150)):
         events += [_event("backward", 10 + lag, 9000, pid), _event("exchange", 20 + lag, 9000, pid)]

@@ -88,13 +88,17 @@ def _run(overlap: bool, rep: int, args, workdir: str) -> dict:
 
 
 def step_times(path: str) -> dict:
-    """Mean ms per step in backward and exchange over every rank, after the first epoch."""
+    """Mean ms per step in backward and exchange over every rank, after the first epoch
+    (each rank's trace cut at its own first eval: ranks and their clocks drift apart)."""
     with open(path, encoding="utf-8") as f:
         events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-    first_eval = min((e["ts"] for e in events if e["name"] == "eval"), default=0.0)
+    first_eval: dict = {}
+    for e in events:
+        if e["name"] == "eval":
+            first_eval[e["pid"]] = min(e["ts"], first_eval.get(e["pid"], e["ts"]))
     spans: dict[str, list[float]] = defaultdict(list)
     for e in events:
-        if e["name"] in ("backward", "exchange") and e["ts"] > first_eval:
+        if e["name"] in ("backward", "exchange") and e["ts"] > first_eval.get(e["pid"], 0.0):
             spans[e["name"]].append(e["dur"] / 1e3)
     steps = len(spans["backward"]) // max(1, len({e["pid"] for e in events}))
     return {
