@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch", type=int, default=256, help="per-rank batch (default 256)")
     sc.add_argument("--epochs", type=int, default=3)
     sc.add_argument("--timeout", type=float, default=1200, help="seconds per world size")
+    sc.add_argument(
+        "--keep-runs",
+        metavar="DIR",
+        default=None,
+        help="keep each run's directory (DIR/np<k>: metrics.jsonl, summary.json; DIR/cache: "
+        "the data) instead of deleting them (default: a temporary directory, removed at the end)",
+    )
     return ap
 
 
@@ -97,15 +104,17 @@ def _time_steps(step, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _blas_report(threads: int) -> str:
+def _blas_report() -> str:
+    """numpy's BLAS as threadpoolctl sees it now: library, version, kernels and threads."""
     from threadpoolctl import threadpool_info
 
     blas = [i for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
     blas = blas or [i for i in threadpool_info() if i["user_api"] == "blas"]
     desc = ", ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture')})" for i in blas)
+    threads = ",".join(str(i["num_threads"]) for i in blas)
     core = os.environ.get("OPENBLAS_CORETYPE")
     return (
-        f"numpy {np.__version__} BLAS: {desc or 'unknown'}; threads {threads}; "
+        f"numpy {np.__version__} BLAS: {desc or 'unknown'}; threads {threads or 'unknown'}; "
         f"OPENBLAS_CORETYPE={core if core is not None else '(unset)'}"
     )
 
@@ -133,7 +142,7 @@ def run_step(args) -> int:
             + ")"
         )
     with threadpool_limits(limits=threads, user_api="blas"):
-        print(_blas_report(threads))
+        print(_blas_report())  # the threads the BLAS reports under the limit
         if peer is not None:
             import torch
 
@@ -211,7 +220,8 @@ def run_scaling(args) -> int:
     print(f"{'ranks':>5} {'samples/s':>12} {'per rank':>10} {'efficiency':>10} "
           f"{'exchange':>9} {'data wait':>9}")  # fmt: skip
     base = None
-    with tempfile.TemporaryDirectory(prefix="hpcdist-scaling-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="hpcdist-scaling-") as tmp:
+        workdir = args.keep_runs or tmp
         for k in ranks:
             r = _scaling_run(k, args, workdir)
             base = base or r["samples_per_s"] / k
