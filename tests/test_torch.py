@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -350,10 +351,23 @@ def test_example_at_1_and_4_ranks_matches_torch_alone_and_ranks_agree(tmp_path, 
         assert abs(acc - alone) <= 0.01, (n, acc, alone)
 
 
+CHECK = re.compile(
+    r"^check (\w+) (\w+): hpcdist.torch's averaged gradients vs the float64 numpy average of "
+    r"2 ranks' gradients, relative error (\S+) (?:<=|>) (\S+): (ok|MISMATCH)$",
+    re.M,
+)
+
+
 @pytest.mark.launcher
 def test_the_benchmark_times_every_variant_against_gloo_in_one_run():
     """Every variant once, in order, for the CNN of 6,090 parameters; times positive, and
-    x hpcdist = time / the time of its group's first row (hpcdist's), within rounding."""
+    x hpcdist = time / the time of its group's first row (hpcdist's), within rounding. The
+    bench's own checks of hpcdist.torch's averaged gradients (from the exchange and from the
+    hooks) against the float64 numpy average of both ranks' gradients passed, each printed
+    with its error within the bound.
+
+    Planted bug it catches: the exchange's average left a sum (inv = 1 in
+    AllreduceExchange): the bench prints MISMATCH and exits 1."""
     args = ["-m", "hpcdist.bench", "torch", "--models", "cnn", "--budget", "0.2"]
     res = run_mpi(2, args, timeout=240)
     assert res.returncode == 0, res.output[-3000:]
@@ -376,3 +390,7 @@ def test_the_benchmark_times_every_variant_against_gloo_in_one_run():
             assert_quotient(ratio, ms, group[0][0])
     assert "at 2 ranks, batch 32 per rank" in res.stdout
     assert res.stdout.startswith("# hpcdist.bench torch")
+    checks = CHECK.findall(res.stdout)
+    assert [c[:2] for c in checks] == [("cnn", "exchange"), ("cnn", "hooks")], res.stdout
+    for *_, err, bound, verdict in checks:
+        assert value(err) <= value(bound) == 1e-5 and verdict == "ok", checks

@@ -16,6 +16,10 @@ In one run, on the same ranks and the same gradients of a torch model:
 Variants alternate round after round (hpcdist.bench.allreduce.interleaved); a time is
 the median over rounds of the slowest rank's. gloo is initialised over TCP at rank 0's
 host, on a port rank 0 picked.
+
+Before timing, hpcdist.torch's averaged gradients (from the exchange and from the hooks)
+are checked against the float64 numpy average of every rank's own gradients; a relative
+error over CHECK_BOUND prints MISMATCH and the benchmark exits 1.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import socket
 
+import numpy as np
 from mpi4py import MPI
 
 try:
@@ -34,6 +39,9 @@ except ImportError as exc:  # torch is optional
 from .allreduce import interleaved
 
 DDP_BUCKET_BYTES = 25 * 1024 * 1024
+
+#: Largest relative error (2-norm over all gradients) of hpcdist.torch's average (float32).
+CHECK_BOUND = 1e-5
 
 
 def digits_cnn() -> torch.nn.Module:
@@ -84,8 +92,23 @@ def _backward(model, x, y) -> None:
     torch.nn.functional.cross_entropy(model(x), y).backward()
 
 
-def exchange_variants(comm, make, x, y) -> tuple[dict, list]:
-    """The three exchange-only variants over one model's final gradients."""
+def average_error(comm, averaged: list, local: list) -> float:
+    """Relative error of this rank's `averaged` gradients against the float64 numpy mean of
+    every rank's `local` ones (allgathered tensor by tensor); the largest over the ranks."""
+    num = den = 0.0
+    for avg, mine in zip(averaged, local, strict=True):
+        mine = np.ascontiguousarray(mine.detach().numpy(), dtype=np.float32).ravel()
+        every = np.empty((comm.size, mine.size), np.float32)
+        comm.Allgather(mine, every)
+        ref = every.astype(np.float64).mean(axis=0)
+        num += float(np.sum((avg.detach().numpy().astype(np.float64).ravel() - ref) ** 2))
+        den += float(np.sum(ref**2))
+    return max(comm.allgather((num / max(den, 1e-300)) ** 0.5))
+
+
+def exchange_variants(comm, make, x, y) -> tuple[dict, list, float]:
+    """The three exchange-only variants over one model's final gradients, and the error of
+    hpcdist.torch's first average (average_error)."""
     import hpcdist.torch as hdt
 
     torch.manual_seed(0)
@@ -102,6 +125,7 @@ def exchange_variants(comm, make, x, y) -> tuple[dict, list]:
     theirs = make()
     _backward(theirs, x, y)
     grads = [p.grad for p in theirs.parameters()]
+    error = average_error(comm, [p.grad for p in ours.parameters()], grads)  # before gloo
 
     def gloo_per_tensor():
         for g in grads:
@@ -129,7 +153,7 @@ def exchange_variants(comm, make, x, y) -> tuple[dict, list]:
         "exchange: gloo all_reduce per tensor": gloo_per_tensor,
         "exchange: gloo 25 MB buckets (copy in/out)": gloo_buckets,
     }
-    return variants, [opt]
+    return variants, [opt], error
 
 
 def _buckets(grads: list) -> list[list]:
@@ -144,8 +168,9 @@ def _buckets(grads: list) -> list[list]:
     return out
 
 
-def step_variants(comm, make, x, y) -> tuple[dict, list]:
-    """Backward with the exchange in it: hpcdist.torch hooks, DDP gloo, neither."""
+def step_variants(comm, make, x, y) -> tuple[dict, list, float]:
+    """Backward with the exchange in it: hpcdist.torch hooks, DDP gloo, neither; and the
+    error of hpcdist.torch's average from the hooks against backward alone's gradients."""
     import hpcdist.torch as hdt
 
     torch.manual_seed(0)
@@ -171,26 +196,33 @@ def step_variants(comm, make, x, y) -> tuple[dict, list]:
         alone.zero_grad(set_to_none=False)
         _backward(alone, x, y)
 
+    hpcdist_step()
+    backward_alone()
+    error = average_error(
+        comm, [p.grad for p in ours.parameters()], [p.grad for p in alone.parameters()]
+    )
     variants = {
         "forward+backward: hpcdist.torch, buckets from the hooks": hpcdist_step,
         "forward+backward: DDP gloo": ddp_step,
         "forward+backward alone (no exchange)": backward_alone,
     }
-    return variants, [opt]
+    return variants, [opt], error
 
 
-def bench_model(comm, name: str, batch: int, budget: float) -> list[tuple]:
+def bench_model(comm, name: str, batch: int, budget: float) -> tuple[list[tuple], list[tuple]]:
+    """The timed rows of one model, and (model, part, error) of each check of the average."""
     make, features, classes = MODELS[name]
     x, y = _batch(comm, features, classes, batch)
     nparams = sum(p.numel() for p in make().parameters())
-    rows = []
-    for build in (exchange_variants, step_variants):
-        variants, closers = build(comm, make, x, y)
+    rows, checks = [], []
+    for part, build in (("exchange", exchange_variants), ("hooks", step_variants)):
+        variants, closers, error = build(comm, make, x, y)
+        checks.append((name, part, error))
         times = interleaved(comm, variants, budget)
         for c in closers:
             c.close()
         rows += [(name, nparams, k, v) for k, v in times.items()]
-    return rows
+    return rows, checks
 
 
 def report(comm, rows, batch: int) -> None:
@@ -206,6 +238,18 @@ def report(comm, rows, batch: int) -> None:
             base = part[0][3]  # hpcdist's row comes first in each group
             for _, n, variant, t in part:
                 print(f"| {model} | {n:,} | {variant} | {t * 1e3:.2f} | {t / base:.2f} |")
+
+
+def report_checks(comm, checks) -> None:
+    print()
+    for model, part, err in checks:
+        verdict = (
+            f"<= {CHECK_BOUND:.0e}: ok" if err <= CHECK_BOUND else f"> {CHECK_BOUND:.0e}: MISMATCH"
+        )
+        print(
+            f"check {model} {part}: hpcdist.torch's averaged gradients vs the float64 numpy "
+            f"average of {comm.size} ranks' gradients, relative error {err:.1e} {verdict}"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -233,13 +277,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     comm = MPI.COMM_WORLD
     init_gloo(comm)
-    rows = []
+    rows, checks = [], []
     for name in names:
-        rows += bench_model(comm, name, args.batch, args.budget)
+        more, checked = bench_model(comm, name, args.batch, args.budget)
+        rows, checks = rows + more, checks + checked
     if comm.rank == 0:
         report(comm, rows, args.batch)
+        report_checks(comm, checks)
     dist.destroy_process_group()
-    return 0
+    return 0 if all(err <= CHECK_BOUND for *_, err in checks) else 1
 
 
 if __name__ == "__main__":
