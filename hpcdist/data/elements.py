@@ -62,12 +62,7 @@ class Components:
 
     def check(self, values, many: bool) -> list[np.ndarray]:
         """One array per component of an element (many=False) or a batch of them (many=True)."""
-        k = len(self.dtypes)
-        vals = [values] if k == 1 else list(values) if isinstance(values, (list, tuple)) else None
-        if vals is None or len(vals) != k:
-            got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
-            raise ValueError(f"{self.name}: expected a tuple of {k} components, got {got}")
-        cols = [self.convert(v, i) for i, v in enumerate(vals)]
+        cols = [self.convert(v, i) for i, v in enumerate(self._split(values, many))]
         for i, c in enumerate(cols):
             shape = c.shape[1:] if many else c.shape
             if many and c.ndim == 0:
@@ -79,6 +74,37 @@ class Components:
         if many and len({len(c) for c in cols}) > 1:
             raise ValueError(f"{self.name}: batch sizes differ: {[len(c) for c in cols]}")
         return cols
+
+    def _split(self, values, many: bool) -> list:
+        """The k component values: a list or tuple of k; with k == 1 also a bare value (TF1
+        takes both: a list or tuple of one is unwrapped unless it fits as the value itself)."""
+        k = len(self.dtypes)
+        listed = isinstance(values, (list, tuple))
+        if k > 1:
+            if not listed or len(values) != k:
+                got = len(values) if listed else type(values).__name__
+                raise ValueError(f"{self.name}: expected a tuple of {k} components, got {got}")
+            return list(values)
+        if not listed or self._fits(values, many):
+            return [values]
+        if len(values) == 1:
+            return [values[0]]
+        raise ValueError(
+            f"{self.name}: expected 1 component (a value of shape {self.shapes[0]}, or a list "
+            f"or tuple of 1), got a {type(values).__name__} of {len(values)}"
+        )
+
+    def _fits(self, value, many: bool) -> bool:
+        """Whether `value` itself has component 0's shape (always, with no shapes given)."""
+        if self.shapes is None:
+            return True
+        try:
+            shape = np.shape(value)
+        except ValueError:  # ragged: not one array
+            return False
+        if many:
+            shape = shape[1:] if shape else None
+        return shape is not None and shape_ok(shape, self.shapes[0])
 
     def convert(self, v, i: int) -> np.ndarray:
         """Component i of an element as an array of the storage dtype, or ValueError."""

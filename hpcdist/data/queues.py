@@ -18,8 +18,9 @@ from .stores import ArrayStore, ListStore, SlotStore
 class QueueBase:
     """Shared machinery: validation, blocking with deadlines, close and cancel.
 
-    A queue of k components takes a tuple of k values (a bare value when
-    k == 1) and returns a tuple of k numpy arrays (a bare array when k == 1).
+    A queue of k components takes a tuple of k values (when k == 1, a bare
+    value or, as in TF1, a list or tuple of one) and returns a tuple of k
+    numpy arrays (a bare array when k == 1).
     `timeout` (seconds) is the default deadline of every blocking call, like
     TF1's `operation_timeout_in_ms`; a call's own `timeout` overrides it.
     Components of dtype str or bytes are stored whole, as Python objects

@@ -53,6 +53,42 @@ def test_fifo_order_components_and_bare_single():
     assert isinstance(out, np.ndarray) and out == 7
 
 
+def test_one_component_queue_takes_a_list_of_one_like_tf1():
+    """TF1's enqueue takes a list or tuple of the components even when there is one: [x], (x,)
+    and x store the same element (enqueue_many alike), while a list that is itself a valid
+    element ([3.0, 4.0] of shape (2,), [4] for (None,)) stays the value. Planted bugs it
+    catches: a list of one taken as the value (refused: shape (1,) for a scalar), or every
+    list of one unwrapped ([4] and enqueue_many([15]) lose their axis)."""
+    q = FIFOQueue(10, np.int64, ())
+    q.enqueue([7])
+    q.enqueue((8,))
+    q.enqueue(9)
+    q.enqueue_many([np.array([10, 11])])
+    q.enqueue_many((np.array([12]),))
+    q.enqueue_many([13, 14])
+    q.enqueue_many([15])
+    assert q.dequeue_many(9).tolist() == [7, 8, 9, 10, 11, 12, 13, 14, 15]
+    vec = FIFOQueue(4, [np.float32], [(2,)])
+    vec.enqueue([np.array([1, 2], np.float32)])
+    vec.enqueue([3.0, 4.0])
+    np.testing.assert_array_equal(vec.dequeue_many(2), [[1, 2], [3, 4]])
+    text = FIFOQueue(3, [str], [()])
+    text.enqueue(["hello"])
+    text.enqueue(("world",))
+    assert text.dequeue_many(2).tolist() == ["hello", "world"]
+    pad = PaddingFIFOQueue(3, np.int64, (None,))
+    pad.enqueue([[1, 2]])
+    pad.enqueue([4])
+    np.testing.assert_array_equal(pad.dequeue_many(2), [[1, 2], [4, 0]])
+    one = (
+        r"expected 1 component \(a value of shape \(\), or a list or tuple of 1\), got a list of 2"
+    )
+    with pytest.raises(ValueError, match=one):
+        q.enqueue([1, 2])
+    with pytest.raises(ValueError, match="expected a tuple of 2 components, got 3"):
+        two_component().enqueue([np.zeros(2, np.float32), 1, 2])
+
+
 def test_ring_buffer_wraps_in_fifo_order():
     q = FIFOQueue(5, np.int64, ())
     ref = []
