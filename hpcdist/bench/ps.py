@@ -4,6 +4,7 @@
     python -m hpcdist.bench ps --part balance        # (a) busiest / mean bytes, 2-4 ps
     mpiexec -n 4 python -m hpcdist.bench ps --part exchange --ps 1   # (b) one world size
     mpiexec -n 5 python -m hpcdist.bench ps --part straggler         # (c) 1 ps + 4 workers
+    mpiexec -n 3 python -m hpcdist.bench ps --part transport         # (d) 1 ps + n - 1 workers
 
 (a) greedy and round-robin placement of the ResNet-50-like list (161 tensors,
 25.6M floats). (b) seconds per step of push + pull (PsSyncExchange, P ps and
@@ -12,7 +13,14 @@ the same list, in one job; the median over steps of the slowest worker. (c)
 four workers "compute" a step by sleeping 20 ms (one sleeps 100 ms); the fast
 workers' median step time under plain sync, sync with one backup
 (replicas_to_aggregate 3) and async (staleness bound larger than the run),
-relative to the same mode with no slow worker.
+relative to the same mode with no slow worker. (d) the transport alone, the
+two designs side by side on rank 0 as the one ps and the list as one flat
+float32 buffer per worker: two-sided (each worker Isends its gradient, the ps
+receives with Mprobe/Mrecv, sums in float32 and Isends the sum back, as
+hpcdist.ps.transport does) against one-sided RMA (each worker Accumulates its
+gradient into the ps's window under a shared lock, the ps copies the sum out
+after a barrier, each worker Gets it); the median over steps of the slowest
+worker, every step's result checked exactly (integer-valued gradients).
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from mpi4py import MPI
 from .allreduce import resnet50_like
 
 STEP_S, SLOW_FACTOR = 0.020, 5
+#: float32 elements per MPI_Accumulate and MPI_Get in (d) (one 102 MB Get failed an
+#: assertion in MPICH 5.0.2's yaksa unpack).
+RMA_PIECE = 1 << 20
 
 
 def balance() -> None:
@@ -73,22 +84,28 @@ def _drive(ex, roles, sizes, steps: int, work_s: float, per_epoch: int) -> list[
     return times
 
 
-def exchange(nps: int, steps: int) -> None:
+def _allreduce_step(comm, sizes, steps: int) -> float:
+    """AllreduceExchange.synchronize() over every rank of comm on `sizes`: the median over
+    steps (two warm-up steps left out) of the slowest rank's seconds."""
     import hpcdist
 
-    comm = MPI.COMM_WORLD
-    sizes = resnet50_like()
     with hpcdist.AllreduceExchange(comm) as ar:
         grads = ar.attach([np.zeros(n, np.float32) for n in sizes])
         for g in grads:
             g[...] = 1.0
-        ar_times = []
+        times = []
         for _ in range(steps + 2):
             comm.Barrier()
             t = time.perf_counter()
             ar.synchronize()
-            ar_times.append(time.perf_counter() - t)
-    ar_s = _slowest(comm, float(np.median(ar_times[2:])))
+            times.append(time.perf_counter() - t)
+    return _slowest(comm, float(np.median(times[2:])))
+
+
+def exchange(nps: int, steps: int) -> None:
+    comm = MPI.COMM_WORLD
+    sizes = resnet50_like()
+    ar_s = _allreduce_step(comm, sizes, steps)
     roles = _roles(nps)
     ex = _ps_exchange(roles)
     if roles.task.job == "ps":
@@ -140,6 +157,103 @@ def straggler(steps: int) -> None:
             print(f"{label:<16} {base:>9.1f} {slowed:>8.1f} {slowed / base:>6.2f}")
 
 
+def _two_sided(comm, grad, out, steps: int) -> list[float]:
+    """Rank 0 sums the workers' gradients (Mprobe/Mrecv) and sends the sum back."""
+    times = []
+    if comm.rank == 0:
+        slot, total = np.empty(out.size, np.float32), np.empty(out.size, np.float32)
+    for _ in range(steps):
+        comm.Barrier()
+        t = time.perf_counter()
+        if comm.rank == 0:
+            total[...] = 0.0
+            for _ in range(comm.size - 1):
+                msg = comm.mprobe(MPI.ANY_SOURCE, 7)
+                msg.Recv(slot)
+                total += slot
+            MPI.Request.Waitall([comm.Isend(total, w, 8) for w in range(1, comm.size)])
+        else:
+            req = comm.Isend(grad, 0, 7)
+            comm.Recv(out, 0, 8)
+            req.Wait()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _one_sided(comm, grad, out, steps: int) -> list[float]:
+    """Each worker Accumulates into rank 0's window; rank 0 copies the sum out; workers Get."""
+    n = out.size if comm.rank == 0 else 0  # the window lives on rank 0
+    acc_win = MPI.Win.Allocate(n * 4, 4, comm=comm)
+    sum_win = MPI.Win.Allocate(n * 4, 4, comm=comm)
+    acc = np.frombuffer(acc_win.tomemory(), np.float32)
+    total = np.frombuffer(sum_win.tomemory(), np.float32)
+    times = []
+    for _ in range(steps):
+        if comm.rank == 0:
+            acc_win.Lock(0, MPI.LOCK_EXCLUSIVE)
+            acc[...] = 0.0
+            acc_win.Unlock(0)
+        comm.Barrier()
+        t = time.perf_counter()
+        if comm.rank != 0:
+            acc_win.Lock(0, MPI.LOCK_SHARED)
+            for lo in range(0, grad.size, RMA_PIECE):
+                piece = grad[lo : lo + RMA_PIECE]
+                acc_win.Accumulate(piece, 0, target=(lo, piece.size, MPI.FLOAT), op=MPI.SUM)
+            acc_win.Unlock(0)
+        comm.Barrier()  # every gradient is in
+        if comm.rank == 0:
+            for win, lock in ((acc_win, MPI.LOCK_SHARED), (sum_win, MPI.LOCK_EXCLUSIVE)):
+                win.Lock(0, lock)
+            total[...] = acc
+            sum_win.Unlock(0)
+            acc_win.Unlock(0)
+        comm.Barrier()  # the sum is out
+        if comm.rank != 0:
+            sum_win.Lock(0, MPI.LOCK_SHARED)
+            for lo in range(0, out.size, RMA_PIECE):
+                piece = out[lo : lo + RMA_PIECE]
+                sum_win.Get(piece, 0, target=(lo, piece.size, MPI.FLOAT))
+            sum_win.Unlock(0)
+        times.append(time.perf_counter() - t)
+    comm.Barrier()
+    acc_win.Free()
+    sum_win.Free()
+    return times
+
+
+def transport(steps: int) -> int:
+    """(d): both designs on the same ranks, buffers and steps; 1 if a sum is wrong."""
+    from .. import runtime
+
+    runtime.init()  # an error on one rank ends the job
+    comm = MPI.COMM_WORLD
+    n = int(sum(resnet50_like()))
+    workers = comm.size - 1
+    grad = np.full(n if comm.rank else 0, float(comm.rank), np.float32)  # worker w sends w
+    want = float(workers * (workers + 1) // 2)  # 1 + 2 + ... + W, exact in float32
+    rows, bad = [], 0
+    for label, run in (
+        ("two-sided Mprobe/Mrecv", _two_sided),
+        ("one-sided Accumulate/Get", _one_sided),
+    ):
+        out = np.zeros(n, np.float32)  # on rank 0: the size of the buffers it receives
+        times = run(comm, grad, out, steps + 2)
+        bad += int(comm.allreduce(int(comm.rank != 0 and not np.all(out == want))))
+        rows.append((label, _slowest(comm, float(np.median(times[2:])))))
+    ar_s = _allreduce_step(comm, resnet50_like(), steps)
+    if comm.rank == 0:
+        print(f"(d) transport, 1 ps + {workers} workers, {n * 4 / 1e6:.0f} MB per worker:")
+        for label, sec in rows:
+            print(
+                f"    {label:<26} {sec * 1e3:8.1f} ms/step ({sec / rows[0][1]:.2f}x two-sided, "
+                f"{sec / ar_s:.2f}x allreduce)"
+            )
+        print(f"    {'AllreduceExchange, list':<26} {ar_s * 1e3:8.1f} ms/step ({comm.size} ranks)")
+        print(f"    sums checked on every worker: {'ok' if not bad else f'{bad} WRONG'}")
+    return 1 if bad else 0
+
+
 def _slowest(comm, seconds: float) -> float:
     return max(comm.allgather(seconds))
 
@@ -157,7 +271,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m hpcdist.bench ps", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--part", choices=("all", "balance", "exchange", "straggler"), default="all")
+    parts = ("all", "balance", "exchange", "straggler", "transport")
+    p.add_argument("--part", choices=parts, default="all")
     p.add_argument("--ps", type=int, default=1, help="ps tasks for --part exchange")
     p.add_argument("--steps", type=int, default=20)
     args = p.parse_args(argv)
@@ -169,9 +284,12 @@ def main(argv=None) -> int:
             for n, nps in ((3, 1), (4, 1), (4, 2))
         ]
         codes.append(_spawn(5, ["--part", "straggler", "--steps", str(args.steps)]))
+        codes += [_spawn(n, ["--part", "transport", "--steps", str(args.steps)]) for n in (3, 4)]
         return max(codes, key=lambda rc: rc != 0)  # the first failure's exit status, else 0
     if args.part == "exchange":
         exchange(args.ps, args.steps)
     elif args.part == "straggler":
         straggler(args.steps)
+    elif args.part == "transport":
+        return transport(args.steps)
     return 0

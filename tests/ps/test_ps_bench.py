@@ -18,6 +18,13 @@ EXCHANGE = re.compile(
     r"ps-sync (\d+) ps \+ (\d+) workers push\+pull ([\d.]+) ms/step \(([\d.]+)x\)$",
     re.M,
 )
+TRANSPORT = re.compile(r"^\(d\) transport, 1 ps \+ (\d+) workers, (\d+) MB per worker:$", re.M)
+DESIGN = re.compile(
+    r"^    (two-sided Mprobe/Mrecv|one-sided Accumulate/Get) +([\d.]+) ms/step "
+    r"\(([\d.]+)x two-sided, ([\d.]+)x allreduce\)$",
+    re.M,
+)
+BASELINE = re.compile(r"^    AllreduceExchange, list +([\d.]+) ms/step \((\d+) ranks\)$", re.M)
 STRAGGLER = re.compile(r"^(plain sync|sync, 1 backup|async) +([\d.]+) +([\d.]+) +([\d.]+)$", re.M)
 
 
@@ -27,8 +34,8 @@ def _imbalance(loads: list[int]) -> float:
 
 @pytest.fixture(scope="module")
 def out():
-    """One `ps` run, all three parts (it starts 3-, 4-, 4- and 5-rank jobs itself)."""
-    res = run_mpi(1, ["-m", "hpcdist.bench", "ps", "--steps", "3"], timeout=180)
+    """One `ps` run, all four parts (it starts 3-, 4-, 4-, 5-, 3- and 4-rank jobs itself)."""
+    res = run_mpi(1, ["-m", "hpcdist.bench", "ps", "--steps", "3"], timeout=240)
     assert res.returncode == 0, res.output[-3000:]
     return res.stdout
 
@@ -86,3 +93,27 @@ def test_straggler_table_ratios_and_rates(out):
     plain = value(rows["plain sync"][2])
     assert plain <= 0.6, rows  # about 1 / SLOW_FACTOR: each step waits for the slow worker
     assert value(rows["sync, 1 backup"][2]) > plain and value(rows["async"][2]) > plain, rows
+
+
+def test_transport_lines_compare_both_designs_against_the_allreduce(out):
+    """(d) at 3 and 4 ranks: n - 1 workers, each sending the whole list (its MB), both
+    designs' times positive, each ratio the quotient of the printed times, the baseline over
+    all n ranks, and every worker's sum checked (the bench exits 1 on a wrong one, which the
+    fixture's exit status catches).
+
+    Planted bugs it catches: a worker's gradient left out of the one-sided sum (the check
+    prints WRONG, exit 1), the ratios inverted, the baseline timed on fewer ranks."""
+    mb = round(sum(WORKLOADS["resnet50"]()) * 4 / 1e6)
+    heads = TRANSPORT.findall(out)
+    assert [(int(w), int(m)) for w, m in heads] == [(2, mb), (3, mb)], out
+    designs, baselines = DESIGN.findall(out), BASELINE.findall(out)
+    assert [d[0] for d in designs] == ["two-sided Mprobe/Mrecv", "one-sided Accumulate/Get"] * 2
+    assert [int(n) for _, n in baselines] == [3, 4], out
+    pairs = list(zip(designs[::2], designs[1::2], strict=True))
+    for pair, (ar_ms, _) in zip(pairs, baselines, strict=True):
+        two_ms = pair[0][1]
+        for _, ms, vs_two, vs_ar in pair:
+            assert value(ms) > 0
+            assert_quotient(vs_two, ms, two_ms)
+            assert_quotient(vs_ar, ms, ar_ms)
+    assert out.count("sums checked on every worker: ok") == 2, out
