@@ -61,17 +61,23 @@ def start(rank: int, size: int, token: str) -> None:
     read_end, _pipe = os.pipe()
     _lock = _held_lock()
     fds = (_lock[0],) if _lock else ()
-    subprocess.Popen(
-        [sys.executable, "-I", __file__, str(rank), str(size), str(os.getpid()), token]
-        + [str(fd) for fd in fds],
-        stdin=read_end,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,  # a Ctrl-C to the terminal's group is the rank's to handle
-        pass_fds=fds,
-    )
+    try:
+        subprocess.Popen(
+            [sys.executable, "-I", __file__, str(rank), str(size), str(os.getpid()), token]
+            + [str(fd) for fd in fds],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the terminal's group is the rank's to handle
+            pass_fds=fds,
+        )
+    except OSError:  # no process to spare (limits): the job runs unwatched
+        os.close(_pipe)
+        _pipe = _lock = None
     os.close(read_end)
-    if _lock:
-        os.close(_lock[0])
+    if fds:
+        os.close(fds[0])
+    if _pipe is None:
+        return
     atexit.register(_say, BYE)
     os.register_at_fork(after_in_child=_forget)  # a forked child must not keep the pipe open
 
@@ -102,7 +108,10 @@ def _held_lock():
         )
     except (OSError, AttributeError, ValueError):
         return None
-    return (fd, area) if ok else None
+    if not ok:
+        os.close(fd)
+        return None
+    return fd, area
 
 
 def _watch_lock(fd: str, parent: int, siblings: list[int], seen: list) -> None:
