@@ -50,7 +50,7 @@ BYE, CLAIM = b"b", b"c"
 HOLD_S = 3.0
 
 _pipe: int | None = None
-_lock = None  # (fd, mapping) of the robust mutex the rank holds while it lives
+_lock: mmap.mmap | None = None  # the page of the robust mutex the rank holds while it lives
 
 
 def start(rank: int, size: int, token: str) -> None:
@@ -59,8 +59,8 @@ def start(rank: int, size: int, token: str) -> None:
     if _pipe is not None or os.environ.get(ENV, "1") == "0":
         return
     read_end, _pipe = os.pipe()
-    _lock = _held_lock()
-    fds = (_lock[0],) if _lock else ()
+    held = _held_lock()
+    fds, _lock = ((held[0],), held[1]) if held else ((), None)
     try:
         subprocess.Popen(
             [sys.executable, "-I", __file__, str(rank), str(size), str(os.getpid()), token]
@@ -142,7 +142,7 @@ def _say(word: bytes) -> None:
         pass
     _pipe = None
     if _lock is not None:  # before the interpreter unmaps it: the kernel could not free it then
-        ctypes.CDLL(None).pthread_mutex_unlock(_address(_lock[1]))
+        ctypes.CDLL(None).pthread_mutex_unlock(_address(_lock))
         _lock = None
 
 
