@@ -1,5 +1,5 @@
 """hpcdist.watcher: a rank that dies without a word is named once; one that ends normally or
-aborts with a message is not (separate mpiexec jobs at 3 and 4 ranks)."""
+aborts with a message is not (separate mpiexec jobs at 2, 3 and 4 ranks)."""
 
 import re
 import time
@@ -37,7 +37,7 @@ def pids(out) -> dict[int, int]:
     return {int(p.suffix[1:]): int(p.read_text()) for p in out.glob("pid.*")}
 
 
-@pytest.mark.parametrize("n, who", [(3, 1), (4, 3)])
+@pytest.mark.parametrize("n, who", [(2, 0), (3, 1), (4, 3)])
 def test_a_rank_killed_is_named_once(n, who, tmp_path):
     """One line; it names the killed rank and its pid, unless its watcher woke after the
     launcher had killed the others (then it says it cannot be sure). Planted bugs it catches:
