@@ -2,6 +2,7 @@
 
 from .modes import PsAsyncExchange, PsSyncExchange
 from .remote import RemoteOptimizer
+from .serving import serve
 from .sharding import Piece, ShardPlan, shard_plan
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "PsSyncExchange",
     "RemoteOptimizer",
     "ShardPlan",
+    "serve",
     "shard_plan",
 ]

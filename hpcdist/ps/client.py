@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from ..deadline import Deadline
+from ..deadline import Deadline, wait_requests
 from ..errors import CollectiveTimeoutError
 from . import transport as tp
 
@@ -127,17 +127,7 @@ class WorkerClient:
     # --- control --------------------------------------------------------------------
     def request(self, message: dict, tasks=None) -> list:
         """Send a control message to ps tasks (default all) and return their answers in order."""
-        tasks = range(len(self.ps_ranks)) if tasks is None else tasks
-        keep = [self.port.isend_object(message, self.ps_ranks[p], tp.TAG_CTRL) for p in tasks]
-        answers = []
-        for p in tasks:
-            deadline = Deadline(self.timeout)
-            what = f"ps task {p} (world rank {self.ps_ranks[p]}) to answer {message['op']!r}"
-            answers.append(
-                tp.wait_object(self.port, self.ps_ranks[p], tp.TAG_CTRL_REPLY, deadline, what)
-            )
-        self.wait([r for r, _ in keep], "ps task(s) {} to take a control message", list(tasks))
-        return answers
+        return request(self.port, self.ps_ranks, message, self.timeout, tasks)
 
     def wait(self, reqs: list, what: str, tasks=None) -> None:
         """Test `reqs` until done; past the deadline name the ps tasks (in `tasks` order,
@@ -158,3 +148,18 @@ class WorkerClient:
             f"/job:worker/task:{self.worker}: timed out after {self.timeout:g} s waiting for "
             + what.format(names)
         )
+
+
+def request(port, ps_ranks, message: dict, timeout: float, tasks=None) -> list:
+    """Send a control message to ps tasks (indices into ps_ranks, default all) and return
+    their answers in order; past the deadline the error names the task that did not answer."""
+    tasks = list(range(len(ps_ranks)) if tasks is None else tasks)
+    keep = [port.isend_object(message, ps_ranks[p], tp.TAG_CTRL) for p in tasks]
+    answers = []
+    for p in tasks:
+        what = f"ps task {p} (world rank {ps_ranks[p]}) to answer {message['op']!r}"
+        answers.append(
+            tp.wait_object(port, ps_ranks[p], tp.TAG_CTRL_REPLY, Deadline(timeout), what)
+        )
+    wait_requests([r for r, _ in keep], Deadline(timeout), "the ps tasks to take a request")
+    return answers

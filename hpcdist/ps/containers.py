@@ -5,12 +5,14 @@
     containers.reset("shared")    # clear its values and shapes
     containers.names()
 
-A model's exchange names its container (`PsSyncExchange(roles, container="shared")`);
-the ps task starts each of its pieces from the container's value of the same variable
-(name, shape and element range) where there is one, else from the workers' initial
-values, and puts its pieces back when the model's workers are done. Models in one
-container share their variables; models in different containers keep them apart.
-Workers ask for a reset with `exchange.reset_container(name)`.
+A model's exchange names its container (`PsSyncExchange(roles, container="shared")`).
+A variable is one piece of a tensor on this task, keyed (name, shape, lo, hi). The
+first model to take a piece puts its value in; every later model, whether it runs
+after the first or at the same time, starts from the stored value and writes its
+updates back (ps/server.py), so models in one container share their variables and
+models in different containers keep them apart. Each write bumps the piece's stamp,
+so a server copies a piece back in only when another model changed it. Workers ask
+for a reset with `exchange.reset_container(name)`.
 """
 
 from __future__ import annotations
@@ -22,28 +24,52 @@ _CONTAINERS: dict[str, Container] = {}
 
 
 class Container:
-    """Variables by (name, shape, lo, hi): flat float arrays of a piece's elements."""
+    """Variables by (name, shape, lo, hi): flat float arrays of a piece's elements, and stamps."""
 
     def __init__(self, name: str):
         self.name = name
-        self.values: dict[tuple, np.ndarray] = {}
+        self.values: dict[tuple, np.ndarray | None] = {}  # None: reserved, no value yet
+        self.stamps: dict[tuple, int] = {}
+        self.writes = 0  # stamps are unique over the container's life, resets included
 
-    def take(self, key: tuple, out: np.ndarray) -> bool:
-        """Copy the stored value of `key` into `out`; False when there is none."""
+    def reserve(self, key: tuple) -> None:
+        """Hold a place for `key` (its placement is fixed; its value comes with the first put)."""
+        self.values.setdefault(key, None)
+
+    def stamp(self, key: tuple) -> int | None:
+        """The stamp of `key`'s stored value (None: no value)."""
+        return self.stamps.get(key) if self.values.get(key) is not None else None
+
+    def take(self, key: tuple, out: np.ndarray) -> int | None:
+        """Copy the stored value of `key` into `out`; its stamp, or None when there is none."""
         value = self.values.get(key)
         if value is None or value.shape != out.shape:
-            return False
+            return None
         out[...] = value
-        return True
+        return self.stamps[key]
 
-    def put(self, key: tuple, value: np.ndarray) -> None:
-        self.values[key] = np.array(value, copy=True)
+    def put(self, key: tuple, value: np.ndarray) -> int:
+        """Store `value` as `key`'s value (in place where it has one); the new stamp."""
+        held = self.values.get(key)
+        if held is not None and held.shape == value.shape:
+            held[...] = value
+        else:
+            self.values[key] = np.array(value, copy=True)
+        self.writes += 1
+        self.stamps[key] = self.writes
+        return self.writes
+
+    def held(self, variables) -> list[tuple]:
+        """The keys held (valued or reserved) of the (name, shape) pairs in `variables`."""
+        wanted = {(name, tuple(shape)) for name, shape in variables}
+        return sorted(k for k in self.values if (k[0], k[1]) in wanted)
 
     def clear(self) -> None:
         self.values.clear()
+        self.stamps.clear()
 
     def __len__(self) -> int:
-        return len(self.values)
+        return sum(v is not None for v in self.values.values())
 
 
 def get(name: str) -> Container:

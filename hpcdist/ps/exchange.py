@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from ..deadline import Deadline, default_timeout
-from ..errors import ExchangeError
+from ..deadline import Deadline, default_timeout, wait_requests
+from ..errors import CollectiveTimeoutError, ExchangeError
 from ..exchange.base import (
     Exchange,
     ExchangeStats,
@@ -36,10 +36,10 @@ from ..guard import Guard
 from . import containers
 from . import stats as stats_mod
 from . import transport as tp
-from .client import WorkerClient
+from .client import WorkerClient, request
 from .remote import RemoteOptimizer
 from .server import ParameterServer
-from .sharding import DEFAULT_CHUNK_BYTES, shard_plan
+from .sharding import DEFAULT_CHUNK_BYTES, held_pieces, shard_plan
 
 #: A worker waits this much longer than a ps, so a ps names a missing worker first.
 WORKER_WAIT_FACTOR, WORKER_WAIT_EXTRA_S = 1.25, 1.0
@@ -101,29 +101,53 @@ class PsExchange(Exchange):
 
     # --- the ps side ------------------------------------------------------------------
     def serve(self) -> dict:
-        """Run this ps task: wait for worker 0's plan, then serve until every worker is done."""
+        """Run this ps task: wait for worker 0's plan, then serve until every worker is done
+        (hpcdist.ps.serve(a, b, ...) serves several models at once)."""
         if not self.is_ps:
             raise ExchangeError("serve() runs on ps ranks; workers attach and synchronize")
+        from .serving import serve
 
-        what = f"worker 0 (world rank {self.worker_ranks[0]}) to send the shard plan"
-        setup = tp.wait_object(
-            self.port, self.worker_ranks[0], tp.TAG_CTRL, Deadline(self.timeout), what
-        )
-        plan, dtype = setup["plan"], np.dtype(setup["dtype"])
-        codec = tp.Codec(self.compression, dtype)
+        return serve(self)[0]
+
+    def take_setup(self, deadline: Deadline):
+        """One look for worker 0's set-up (serving.py): answers which variables the container
+        holds; once the shard plan has come, builds this task's ParameterServer.
+        (server or None, whether a message was handled); past the deadline
+        CollectiveTimeoutError."""
+        w0 = self.worker_ranks[0]
+        setup = tp.poll_object(self.port, w0, tp.TAG_CTRL)
+        if setup is None:
+            if deadline.expired():
+                raise CollectiveTimeoutError(
+                    f"timed out after {deadline.seconds:g} s waiting for worker 0 (world rank "
+                    f"{w0}) to send the shard plan"
+                )
+            return None, False
         box = containers.get(self.container) if self.container else None
-        server = ParameterServer(
-            self.port,
-            plan,
-            self.roles.task.index,
-            self.worker_ranks,
-            self.make_rule(),
-            codec,
-            timeout=self.timeout,
-            container=box,
-            names=setup.get("names", ()),
-        )
-        return server.serve()
+        server = None
+        if setup["op"] == "held":  # the pieces of these variables this task already holds
+            answer = box.held(setup["variables"]) if box is not None else []
+        elif setup["op"] != "plan":
+            raise ExchangeError(
+                f"ps task {self.roles.task.index}: worker 0 sent {setup['op']!r} before the "
+                "shard plan"
+            )
+        else:
+            server = ParameterServer(
+                self.port,
+                setup["plan"],
+                self.roles.task.index,
+                self.worker_ranks,
+                self.make_rule(),
+                tp.Codec(self.compression, np.dtype(setup["dtype"])),
+                timeout=self.timeout,
+                container=box,
+                names=setup.get("names", ()),
+            )
+            answer = {"ok": True}
+        req, data = self.port.isend_object(answer, w0, tp.TAG_CTRL_REPLY)
+        wait_requests([req], deadline, f"worker 0 (world rank {w0}) to take a set-up answer")
+        return server, True
 
     # --- the worker side ---------------------------------------------------------------
     def attach(self, params: list) -> list:
@@ -139,27 +163,44 @@ class PsExchange(Exchange):
         self.grads = [np.zeros_like(a) for a in arrays]
         bind_gradients(owners, self.grads)
         dtype = arrays[0].dtype
-        self.plan = shard_plan(
-            [a.shape for a in arrays],
-            len(self.ps_ranks),
-            policy=self.sharding,
-            itemsize=dtype.itemsize,
-            chunk_bytes=self.chunk_bytes,
-            placement=self.placement,
-        )
-        codec = tp.Codec(self.compression, dtype)
+        names = [getattr(p, "name", str(i)) for i, p in enumerate(owners)]
         wait = self.timeout * WORKER_WAIT_FACTOR + WORKER_WAIT_EXTRA_S
+        self.plan = self._make_plan([a.shape for a in arrays], names, dtype.itemsize, wait)
+        codec = tp.Codec(self.compression, dtype)
         self.client = WorkerClient(
             self.port, self.plan, self.ps_ranks, job.rank, codec, timeout=wait
         )
         if job.rank == 0 and self.log_placement:  # --log-device-placement
             print(f"hpcdist: {self.describe_placement()}", flush=True)
-        if job.rank == 0:
-            names = [getattr(p, "name", str(i)) for i, p in enumerate(owners)]
-            message = {"op": "plan", "plan": self.plan, "dtype": dtype.str, "names": names}
-            keep = [self.port.isend_object(message, r, tp.TAG_CTRL) for r in self.ps_ranks]
-            self.client.wait([r for r, _ in keep], "ps task(s) {} to take the shard plan")
+        if job.rank == 0:  # answered once each ps task has its server (and reserved the pieces)
+            self.client.request(
+                {"op": "plan", "plan": self.plan, "dtype": dtype.str, "names": names}
+            )
         return self.grads
+
+    def _make_plan(self, shapes, names, itemsize: int, wait: float):
+        """The shard map. With a container, worker 0 places the variables the container
+        already holds where they are held (so the models share them) and sends the map to
+        the other workers; without one, every worker computes the same map."""
+        fixed = None
+        if self.container is not None and self.guard.rank == 0:
+            message = {"op": "held", "variables": list(zip(names, shapes, strict=True))}
+            held = request(self.port, self.ps_ranks, message, wait)
+            fixed = held_pieces(held, names, shapes, self.container)
+        plan = None
+        if self.container is None or self.guard.rank == 0:
+            plan = shard_plan(
+                shapes,
+                len(self.ps_ranks),
+                policy=self.sharding,
+                itemsize=itemsize,
+                chunk_bytes=self.chunk_bytes,
+                placement=self.placement,
+                fixed=fixed,
+            )
+        if self.container is not None:
+            plan = self.guard.bcast(plan, what="worker 0's shard map")
+        return plan
 
     def _check_same(self, arrays) -> None:
         """Every worker attached the same shapes, in one float dtype (collective)."""

@@ -9,6 +9,11 @@ of hpcdist.nn (SGD, Momentum, Nesterov, Adam: all elementwise) update it as
 they would the whole tensors. The lr comes from the workers' schedule at
 the global step (the number of updates applied). What to do with each
 gradient that arrives is the `rule`'s business (sync.py, staleness.py).
+
+With a container (containers.py) the server starts its pieces from the
+container's values, copies a piece back in before an update when another
+model changed it since, and writes every piece back after each update: models
+served at the same time (serving.py) share the variables of one container.
 """
 
 from __future__ import annotations
@@ -51,26 +56,50 @@ class ParameterServer:
         self.other_reqs: list = []
         self.done = [False] * len(self.workers)
         self.stats = ServerStats(ps_index)
+        # (container key, lo, hi in the shard) of each piece, and the stamp last synced
+        self.variables = [
+            (key, lo, hi) for key, (lo, hi) in zip(self._keys(), self._offsets(), strict=True)
+        ]
+        self.seen: list[int | None] = [None] * len(self.variables)
+        if container is not None:
+            for key, _, _ in self.variables:
+                container.reserve(key)
         rule.bind(self)
 
     # --- the loop ---------------------------------------------------------------
     def serve(self) -> dict:
         """Answer workers until every one has said DONE; this task's statistics."""
         backoff = Deadline(self.timeout)
-        while not all(self.done):
-            msg, status = self.port.probe()
-            if msg is None:
-                self._idle()
+        while not self.finished:
+            if self.poll():
+                backoff.reset_backoff()
+            else:
                 backoff.pause()
-                continue
-            backoff.reset_backoff()
-            t0 = time.perf_counter()
-            self._handle(msg, status)
-            self.stats.busy_s += time.perf_counter() - t0
+        return self.finish()
+
+    @property
+    def finished(self) -> bool:
+        """Every worker has said DONE."""
+        return all(self.done)
+
+    def poll(self) -> bool:
+        """Handle the next message if one has come (True), else do the idle work (False)."""
+        msg, status = self.port.probe()
+        if msg is None:
+            self._idle()
+            return False
+        t0 = time.perf_counter()
+        self._handle(msg, status)
+        self.stats.busy_s += time.perf_counter() - t0
+        return True
+
+    def finish(self) -> dict:
+        """Wait for the last sends; put back pieces a reset took away; this task's statistics."""
         self._finish_sends()
         if self.container is not None:  # the next model in this container starts here
-            for key, (lo, hi) in zip(self._keys(), self._offsets(), strict=True):
-                self.container.put(key, self.shard.data[lo:hi])
+            for key, lo, hi in self.variables:
+                if self.container.stamp(key) is None:
+                    self.container.put(key, self.shard.data[lo:hi])
         return self.stats.as_dict()
 
     def _handle(self, msg, status) -> None:
@@ -90,9 +119,9 @@ class ParameterServer:
             self._answer_pulls()
         elif kind == tp.INIT:
             self.codec.decode(frame, out=self.shard.data)
-            if self.fresh and self.container is not None:  # shared variables win
-                for key, (lo, hi) in zip(self._keys(), self._offsets(), strict=True):
-                    self.container.take(key, self.shard.data[lo:hi])
+            if self.container is not None:
+                self._from_container(initial=self.fresh)  # shared variables win at the start
+                self._to_container(only_new=self.fresh)  # a restored state is the model's
             self.fresh = False
             self._pack()
         elif kind == tp.DONE:
@@ -138,7 +167,11 @@ class ParameterServer:
         if self.optimizer is None:
             raise RuntimeError(f"ps task {self.index}: a gradient came before the set-up")
         self.optimizer.lr = self.schedule(self.step if at is None else at) * lr_scale
+        if self.container is not None:
+            self._from_container()  # what other models in the container wrote since
         self.optimizer.step()
+        if self.container is not None:
+            self._to_container()
         self.step += 1
         self.stats.updates += 1
         self.skip()
@@ -215,6 +248,21 @@ class ParameterServer:
         self.optimizer = opt
         self.rule.on_setup(request)
         self._pack()
+
+    # --- the container -----------------------------------------------------------------
+    def _from_container(self, initial: bool = False) -> None:
+        """Copy in each stored piece another model wrote since this server last synced it
+        (initial: every stored piece)."""
+        for i, (key, lo, hi) in enumerate(self.variables):
+            stamp = self.container.stamp(key)
+            if stamp is not None and (initial or stamp != self.seen[i]):
+                self.seen[i] = self.container.take(key, self.shard.data[lo:hi])
+
+    def _to_container(self, only_new: bool = False) -> None:
+        """Write the pieces back (only_new: those the container has no value of)."""
+        for i, (key, lo, hi) in enumerate(self.variables):
+            if not only_new or self.container.stamp(key) is None:
+                self.seen[i] = self.container.put(key, self.shard.data[lo:hi])
 
     def _offsets(self) -> list[tuple[int, int]]:
         out, pos = [], 0

@@ -11,7 +11,9 @@ partitions at 4,096,000 bytes) and gives each piece, largest first, to the
 task with the fewest bytes so far; "round-robin" gives whole tensors to
 tasks by count, as TF1's replica_device_setter did. `placement` (a function
 (index, shape) -> task or None, or a list of device strings such as
-"/job:ps/task:1") pins tensors first; the rest follow the policy.
+"/job:ps/task:1") pins tensors first; `fixed` ({tensor: [(task, lo, hi), ...]},
+the pieces a resource container already holds: held_pieces()) keeps those
+tensors exactly as they are placed; the rest follow the policy.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def shard_plan(
     itemsize: int = 4,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     placement: Callable | Sequence[str | None] | None = None,
+    fixed: dict[int, list[tuple[int, int, int]]] | None = None,
 ) -> ShardPlan:
     """Place every tensor of `shapes` (or its chunks) on one of `num_ps` tasks."""
     if policy not in POLICIES:
@@ -103,8 +106,14 @@ def shard_plan(
     shapes = tuple(tuple(int(n) for n in s) for s in shapes)
     sizes = [math.prod(s) for s in shapes]
     pinned = _pinned(placement, shapes, num_ps)
-    pieces = [Piece(t, 0, sizes[t], pinned[t]) for t in range(len(shapes)) if pinned[t] is not None]
-    free = [t for t in range(len(shapes)) if pinned[t] is None]
+    fixed = _fixed(fixed or {}, sizes, num_ps)
+    pieces = [Piece(t, lo, hi, ps) for t, held in sorted(fixed.items()) for ps, lo, hi in held]
+    pieces += [
+        Piece(t, 0, sizes[t], pinned[t])
+        for t in range(len(shapes))
+        if pinned[t] is not None and t not in fixed
+    ]
+    free = [t for t in range(len(shapes)) if pinned[t] is None and t not in fixed]
     if policy == "round-robin":
         pieces += [Piece(t, 0, sizes[t], i % num_ps) for i, t in enumerate(free)]
     else:
@@ -129,6 +138,53 @@ def _greedy(free, sizes, num_ps, itemsize, chunk_bytes, pinned) -> list[Piece]:
         ps = min(range(num_ps), key=lambda q: (load[q], q))
         load[ps] += hi - lo
         out.append(Piece(t, lo, hi, ps))
+    return out
+
+
+def _fixed(fixed: dict, sizes: list[int], num_ps: int) -> dict[int, list[tuple[int, int, int]]]:
+    """Check that each fixed tensor's pieces cover its elements once, in order, on real tasks."""
+    out = {}
+    for t, held in fixed.items():
+        if not 0 <= t < len(sizes):
+            raise ValueError(f"fixed pieces name tensor {t}, but there are {len(sizes)} tensors")
+        held = sorted(((int(ps), int(lo), int(hi)) for ps, lo, hi in held), key=lambda h: h[1])
+        ends = [0] + [hi for _, _, hi in held]
+        if [lo for _, lo, _ in held] != ends[:-1] or ends[-1] != sizes[t] or len(held) == 0:
+            raise ValueError(
+                f"the fixed pieces of tensor {t} {[(lo, hi) for _, lo, hi in held]} do not "
+                f"cover its {sizes[t]} elements once each"
+            )
+        if any(not 0 <= ps < num_ps for ps, _, _ in held):
+            raise ValueError(f"fixed pieces put tensor {t} on a task outside 0..{num_ps - 1}")
+        out[t] = held
+    return out
+
+
+def held_pieces(held: list[list[tuple]], names, shapes, container: str) -> dict:
+    """The fixed pieces for shard_plan from each ps task's answer (its keys (name, shape, lo,
+    hi) of these variables in `container`); a variable whose held pieces do not cover it once
+    each is placed afresh, with a warning that this model does not share it."""
+    found: dict[tuple, list] = {}
+    for ps, keys in enumerate(held):
+        for name, shape, lo, hi in keys:
+            found.setdefault((name, tuple(shape)), []).append((ps, lo, hi))
+    sizes = [math.prod(shape) for shape in shapes]
+    out = {}
+    for t, (name, shape) in enumerate(zip(names, shapes, strict=True)):
+        pieces = found.get((name, tuple(shape)))
+        if pieces is None:
+            continue
+        try:
+            _fixed({t: pieces}, sizes, len(held))
+        except ValueError as err:
+            print(
+                f"hpcdist: container {container!r} holds variable {name!r} {tuple(shape)} in "
+                f"pieces that do not fit ({err}); this model places it afresh and does not "
+                "share it",
+                flush=True,
+            )
+            continue
+        out[t] = pieces
     return out
 
 

@@ -141,15 +141,21 @@ class Port:
         return self.comm.Isend([data, MPI.BYTE], dest, tag), data  # keep data alive
 
 
+def poll_object(port: Port, source: int, tag: int):
+    """The next pickled object from `source` on `tag` if one has come, else None."""
+    status = MPI.Status()
+    msg = port.comm.Improbe(source, tag, status)
+    return None if msg is None else Port.receive_object(msg, status)
+
+
 def wait_object(port: Port, source: int, tag: int, deadline, what: str):
     """The next pickled object from `source` on `tag`; CollectiveTimeoutError past the deadline."""
     from ..errors import CollectiveTimeoutError
 
-    status = MPI.Status()
     while True:
-        msg = port.comm.Improbe(source, tag, status)
-        if msg is not None:
-            return Port.receive_object(msg, status)
+        obj = poll_object(port, source, tag)
+        if obj is not None:
+            return obj
         if deadline.expired():
             raise CollectiveTimeoutError(
                 f"timed out after {deadline.seconds:g} s waiting for {what}"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hpcdist.bench.allreduce import resnet50_like
-from hpcdist.ps.sharding import shard_plan
+from hpcdist.ps.sharding import held_pieces, shard_plan
 
 
 def _coverage(plan):
@@ -67,6 +67,33 @@ def test_placement_pins_tensors_by_function_or_device_string():
     by_name = shard_plan(shapes, 3, placement=["/job:ps/task:2", None, "/job:worker/task:0"])
     assert [p.ps for p in by_name.pieces if p.tensor == 0] == [2]
     _coverage(by_name)
+
+
+def test_fixed_pieces_stay_where_a_container_holds_them_and_count_in_the_balance():
+    shapes = [(15,), (8,), (7,)]
+    held = {0: [(1, 7, 15), (0, 0, 7)]}  # a shared variable, already on the tasks, split
+    plan = shard_plan(shapes, 2, chunk_bytes=40, fixed=held)
+    _coverage(plan)
+    assert sorted((p.ps, p.lo, p.hi) for p in plan.pieces if p.tensor == 0) == [
+        (0, 0, 7),
+        (1, 7, 15),
+    ]
+    # the rest placed greedily around them: 8 to the task with 7, then 7 to the one with 8
+    assert {p.tensor: p.ps for p in plan.pieces if p.tensor > 0} == {1: 0, 2: 1}
+    assert _loads(plan) == [4 * 15, 4 * 15]
+    with pytest.raises(ValueError, match="do not cover its 15 elements"):
+        shard_plan(shapes, 2, fixed={0: [(0, 0, 7), (1, 8, 15)]})
+    with pytest.raises(ValueError, match="outside 0..1"):
+        shard_plan(shapes, 2, fixed={0: [(2, 0, 15)]})
+
+
+def test_held_pieces_from_the_tasks_answers(capsys):
+    names, shapes = ["emb", "b", "c"], [(5, 3), (7,), (2,)]
+    answers = [[("emb", (5, 3), 0, 7), ("c", (2,), 0, 1)], [("emb", (5, 3), 7, 15)]]
+    assert held_pieces(answers, names, shapes, "shared") == {0: [(0, 0, 7), (1, 7, 15)]}
+    out = capsys.readouterr().out
+    assert "container 'shared' holds variable 'c' (2,)" in out and "does not share it" in out
+    assert held_pieces([[], []], names, shapes, "shared") == {}
 
 
 def test_bad_sharding_input_is_named():
