@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from . import casts
 from .backend import get_array_module, is_cupy
 
 #: fp16 contributions are scaled by a power of two so that their largest
@@ -48,6 +49,8 @@ class Compressor:
         is written), without a temporary the size of `x`."""
         if is_cupy(x) or is_cupy(out) or np.dtype(out.dtype).kind in "iu":  # bits
             out[...] = self.encode(x, scale)
+        elif casts.encode(x, out, scale):  # float32 -> 16 bits in C where it is built
+            pass
         elif scale == 1.0:
             np.copyto(out, x, casting="unsafe")
         else:
@@ -63,6 +66,8 @@ class Compressor:
                 out += value
             else:
                 out[...] = value
+            return out
+        if casts.decode(wire, out, 1.0 / scale, add):  # 16 bits -> float32 in C
             return out
         if scale == 1.0:
             if add:
