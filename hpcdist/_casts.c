@@ -149,43 +149,6 @@ static void release(Pair *p)
     PyBuffer_Release(&p->dst);
 }
 
-static PyObject *py_f32_to_f16(PyObject *self, PyObject *args)
-{
-    PyObject *src, *dst;
-    float scale;
-    Pair p;
-    if (!PyArg_ParseTuple(args, "OOf", &src, &dst, &scale)) return NULL;
-    if (take_pair(src, dst, 4, 2, &p) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-#ifdef HAVE_X86
-    if (has_f16c()) f32_to_f16_f16c(p.src.buf, p.dst.buf, p.n, scale);
-    else
-#endif
-        f32_to_f16_plain(p.src.buf, p.dst.buf, p.n, scale);
-    Py_END_ALLOW_THREADS
-    release(&p);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_f16_to_f32(PyObject *self, PyObject *args)
-{
-    PyObject *src, *dst;
-    float factor;
-    int add;
-    Pair p;
-    if (!PyArg_ParseTuple(args, "OOfp", &src, &dst, &factor, &add)) return NULL;
-    if (take_pair(src, dst, 2, 4, &p) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-#ifdef HAVE_X86
-    if (has_f16c()) f16_to_f32_f16c(p.src.buf, p.dst.buf, p.n, factor, add);
-    else
-#endif
-        f16_to_f32_plain(p.src.buf, p.dst.buf, p.n, factor, add);
-    Py_END_ALLOW_THREADS
-    release(&p);
-    Py_RETURN_NONE;
-}
-
 #if defined(HAVE_X86) && defined(__GNUC__) && !defined(__clang__)
 #define CLONES __attribute__((target_clones("avx2", "default")))  /* picked at load time */
 #else
@@ -204,7 +167,27 @@ CLONES static void bf16_to_f32_loop(const uint16_t *s, float *d, Py_ssize_t n, f
     else for (Py_ssize_t i = 0; i < n; i++) d[i] = float_of((uint32_t)s[i] << 16) * factor;
 }
 
-static PyObject *py_f32_to_bf16(PyObject *self, PyObject *args)
+typedef void (*encode_fn)(const float *, uint16_t *, Py_ssize_t, float);
+typedef void (*decode_fn)(const uint16_t *, float *, Py_ssize_t, float, int);
+
+static encode_fn f16_encoder(void)
+{
+#ifdef HAVE_X86
+    if (has_f16c()) return f32_to_f16_f16c;
+#endif
+    return f32_to_f16_plain;
+}
+
+static decode_fn f16_decoder(void)
+{
+#ifdef HAVE_X86
+    if (has_f16c()) return f16_to_f32_f16c;
+#endif
+    return f16_to_f32_plain;
+}
+
+/* (src float32, dst 2-byte codes, scale): dst = fn(src * scale), without the GIL. */
+static PyObject *run_encode(PyObject *args, encode_fn fn)
 {
     PyObject *src, *dst;
     float scale;
@@ -212,13 +195,14 @@ static PyObject *py_f32_to_bf16(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOf", &src, &dst, &scale)) return NULL;
     if (take_pair(src, dst, 4, 2, &p) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    f32_to_bf16_loop(p.src.buf, p.dst.buf, p.n, scale);
+    fn(p.src.buf, p.dst.buf, p.n, scale);
     Py_END_ALLOW_THREADS
     release(&p);
     Py_RETURN_NONE;
 }
 
-static PyObject *py_bf16_to_f32(PyObject *self, PyObject *args)
+/* (src 2-byte codes, dst float32, factor, add): dst (+)= fn(src) * factor, without the GIL. */
+static PyObject *run_decode(PyObject *args, decode_fn fn)
 {
     PyObject *src, *dst;
     float factor;
@@ -227,10 +211,30 @@ static PyObject *py_bf16_to_f32(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOfp", &src, &dst, &factor, &add)) return NULL;
     if (take_pair(src, dst, 2, 4, &p) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    bf16_to_f32_loop(p.src.buf, p.dst.buf, p.n, factor, add);
+    fn(p.src.buf, p.dst.buf, p.n, factor, add);
     Py_END_ALLOW_THREADS
     release(&p);
     Py_RETURN_NONE;
+}
+
+static PyObject *py_f32_to_f16(PyObject *self, PyObject *args)
+{
+    return run_encode(args, f16_encoder());
+}
+
+static PyObject *py_f16_to_f32(PyObject *self, PyObject *args)
+{
+    return run_decode(args, f16_decoder());
+}
+
+static PyObject *py_f32_to_bf16(PyObject *self, PyObject *args)
+{
+    return run_encode(args, f32_to_bf16_loop);
+}
+
+static PyObject *py_bf16_to_f32(PyObject *self, PyObject *args)
+{
+    return run_decode(args, bf16_to_f32_loop);
 }
 
 static PyObject *py_uses_f16c(PyObject *self, PyObject *args)

@@ -41,25 +41,28 @@ def _fits(a) -> bool:
     return isinstance(a, np.ndarray) and a.flags.c_contiguous
 
 
+def _loop(a, b, wide, narrow, names):
+    """The C cast for arrays `a` -> `b` (`wide` the float32 one, `narrow` the 16-bit one),
+    or None where numpy has to do it."""
+    kind = _kind(getattr(narrow, "dtype", None) or np.float64)
+    if not AVAILABLE or kind is None or not (_fits(a) and _fits(b)):
+        return None
+    if wide.dtype != np.float32 or a.shape != b.shape:
+        return None
+    return getattr(_casts, names[kind])
+
+
 def encode(x, out, scale: float = 1.0) -> bool:
     """out[...] = x * scale in out's 16-bit dtype; False (nothing done) if not handled here."""
-    kind = _kind(getattr(out, "dtype", None) or np.float64)
-    if not AVAILABLE or kind is None or not (_fits(x) and _fits(out)):
-        return False
-    if x.dtype != np.float32 or x.shape != out.shape:
-        return False
-    cast = _casts.f32_to_f16 if kind == "f16" else _casts.f32_to_bf16
-    cast(x, out.view(np.uint16), float(scale))
-    return True
+    cast = _loop(x, out, x, out, {"f16": "f32_to_f16", "bf16": "f32_to_bf16"})
+    if cast is not None:
+        cast(x, out.view(np.uint16), float(scale))
+    return cast is not None
 
 
 def decode(wire, out, factor: float = 1.0, add: bool = False) -> bool:
     """out[...] = wire * factor in float32 (or out += it); False if not handled here."""
-    kind = _kind(getattr(wire, "dtype", None) or np.float64)
-    if not AVAILABLE or kind is None or not (_fits(wire) and _fits(out)):
-        return False
-    if out.dtype != np.float32 or wire.shape != out.shape:
-        return False
-    cast = _casts.f16_to_f32 if kind == "f16" else _casts.bf16_to_f32
-    cast(wire.view(np.uint16), out, float(factor), bool(add))
-    return True
+    cast = _loop(wire, out, out, wire, {"f16": "f16_to_f32", "bf16": "bf16_to_f32"})
+    if cast is not None:
+        cast(wire.view(np.uint16), out, float(factor), bool(add))
+    return cast is not None
