@@ -143,21 +143,21 @@ class BF16Compressor(Compressor):
         return np.dtype(ml_dtypes.bfloat16)
 
     def encode(self, x, scale: float = 1.0):
+        if not is_cupy(x):  # the C loop where it applies (casts.py), else ml_dtypes
+            return self.encode_into(x, np.empty(x.shape, self.wire_dtype(x.dtype)), scale)
         if scale != 1.0:
             x = x * x.dtype.type(scale)
-        if is_cupy(x):  # cupy has no bfloat16: round-to-nearest-even on the bits
-            xp = get_array_module(x)
-            u = x.astype(xp.float32).view(xp.uint32)
-            u = u + xp.uint32(0x7FFF) + ((u >> 16) & xp.uint32(1))
-            return (u >> 16).astype(xp.uint16)
-        return x.astype(self.wire_dtype(x.dtype))
+        xp = get_array_module(x)  # cupy has no bfloat16: round-to-nearest-even on the bits
+        u = x.astype(xp.float32).view(xp.uint32)
+        u = u + xp.uint32(0x7FFF) + ((u >> 16) & xp.uint32(1))
+        return (u >> 16).astype(xp.uint16)
 
     def decode(self, wire, dtype, scale: float = 1.0):
-        if is_cupy(wire):
-            xp = get_array_module(wire)
-            out = (wire.view(xp.uint16).astype(xp.uint32) << 16).view(xp.float32).astype(dtype)
-        else:
-            out = wire.astype(dtype)
+        if not is_cupy(wire):
+            wire = wire.view(self.wire_dtype(dtype)) if wire.dtype.kind in "iu" else wire
+            return self.decode_into(wire, np.empty(wire.shape, dtype), scale)
+        xp = get_array_module(wire)
+        out = (wire.view(xp.uint16).astype(xp.uint32) << 16).view(xp.float32).astype(dtype)
         if scale != 1.0:
             out *= np.dtype(dtype).type(1.0 / scale)
         return out

@@ -56,6 +56,11 @@ class Deadline:
         else:
             time.sleep(min(1e-3, 1e-5 * (self._spins - 49)))
 
+    def poll_pause(self) -> None:
+        """Give the CPU to any other runnable process, then come straight back (for waits on
+        MPI operations that move only while this rank polls them)."""
+        os.sched_yield()
+
     def reset_backoff(self) -> None:
         self._spins = 0
 

@@ -19,6 +19,16 @@ def _sync_stream(x) -> None:
         get_array_module(x).cuda.get_current_stream().synchronize()
 
 
+#: The tag of the two-rank 16-bit swap (point to point beside the collectives).
+PAIR_TAG = 29
+
+
+class Polling(tuple):
+    """A wait on a posted MPI operation: it moves only while this rank calls into MPI (MPICH's
+    non-blocking Alltoallv/Allgatherv of large buffers advance a little per Test), so the
+    driver polls it between yields instead of sleeping (docs/exchange.md)."""
+
+
 class Turns:
     """Collectives on one communicator must be posted in the same order on every rank.
 
@@ -59,8 +69,9 @@ class Turns:
         op.start()
         if op.single_round or pipelined:
             self.turn += 1
+        polling = Polling(waiting)
         while not op.progress():
-            yield waiting
+            yield polling
         if not (op.single_round or pipelined):
             self.turn += 1
 
@@ -89,7 +100,10 @@ class MpiSum:
         itemsize = compressor.wire_itemsize if self.compressed else buf.dtype.itemsize
         p = comm.size
         self.wire_bytes = 2 * (p - 1) * buf.size * itemsize // max(p, 1)
-        self.single_round = not self.compressed or p == 1
+        # two ranks: each sends its whole 16-bit contribution and sums both itself, in rank
+        # order (the same bytes as a reduce-scatter + allgather, in one round, rounded once)
+        self.pairwise = self.compressed and p == 2
+        self.single_round = not self.compressed or p == 1 or self.pairwise
 
     def start(self) -> MpiSum:
         _sync_stream(self.buf)
@@ -98,6 +112,8 @@ class MpiSum:
         elif not self.compressed:
             self.reqs = [self.comm.Iallreduce(MPI.IN_PLACE, self.buf, MPI.SUM)]
             self.stage = 2
+        elif self.pairwise:
+            self._swap()
         else:
             self._scatter()
         return self
@@ -115,10 +131,46 @@ class MpiSum:
             if self.passed is not None:
                 self.passed()
             return False
-        if self.compressed:
+        if self.pairwise:
+            self._sum_pair()
+        elif self.compressed:
             self._unpack()
         self.stage = 3
         return True
+
+    def _encode_own(self):
+        """This rank's contribution (plus last step's rounding) in 16 bits, and its scale."""
+        if self.residual is not None:  # error feedback: last step's rounding goes in now
+            self.buf += self.residual
+        scale = self.comp.scale_for(self.buf)
+        wire = self.comp.encode(self.buf, scale)
+        if self.residual is not None:
+            with np.errstate(invalid="ignore"):  # inf - inf: reported after the sum
+                self.residual[...] = self.buf - self.comp.decode(wire, self.buf.dtype, scale)
+        return wire, scale
+
+    def _swap(self) -> None:
+        """Two ranks: send the whole 16-bit contribution (and its scale) to the other."""
+        xp = get_array_module(self.buf)
+        wire, scale = self._encode_own()
+        self.wire_out = wire
+        self.recv = xp.empty(wire.shape, dtype=wire.dtype)
+        self.scales = np.empty(2, dtype=np.float64)
+        _sync_stream(wire)
+        self.send_scale = np.array([scale])
+        other = 1 - self.comm.rank
+        self.reqs = [
+            self.comm.Iallgather(self.send_scale, [self.scales, MPI.DOUBLE]),
+            self.comm.Irecv([_u16(self.recv), MPI.UINT16_T], other, PAIR_TAG),
+            self.comm.Isend([_u16(wire), MPI.UINT16_T], other, PAIR_TAG),
+        ]
+        self.stage = 2
+
+    def _sum_pair(self) -> None:
+        """buf = rank 0's decoded contribution + rank 1's, the same bits on both ranks."""
+        parts = [self.wire_out, self.recv] if self.comm.rank == 0 else [self.recv, self.wire_out]
+        for r, part in enumerate(parts):
+            self.comp.decode_into(part, self.buf, self.scales[r], add=r > 0)
 
     def _split(self):
         p, n = self.comm.size, self.buf.size
@@ -130,13 +182,7 @@ class MpiSum:
         xp = get_array_module(self.buf)
         p, me = self.comm.size, self.comm.rank
         self.counts, self.displs = self._split()
-        if self.residual is not None:  # error feedback: last step's rounding goes in now
-            self.buf += self.residual
-        scale = self.comp.scale_for(self.buf)
-        wire = self.comp.encode(self.buf, scale)
-        if self.residual is not None:
-            with np.errstate(invalid="ignore"):  # inf - inf: reported after the sum
-                self.residual[...] = self.buf - self.comp.decode(wire, self.buf.dtype, scale)
+        wire, scale = self._encode_own()
         self.wire_out = wire
         mine = int(self.counts[me])
         self.recv = xp.empty(p * mine, dtype=wire.dtype)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Generator
 
 import numpy as np
 
+from .mpi import Polling
 from .safety import Deadline
 
 
@@ -67,5 +68,7 @@ class BucketRun:
                 deadline.reset_backoff()
             elif deadline.expired():
                 expired()
+            elif any(isinstance(w, Polling) for w in self.waits.values()):
+                deadline.poll_pause()  # MPI moves only while polled: yield, do not sleep
             else:
                 deadline.pause()

@@ -83,6 +83,9 @@ def test_path_matches_float64_reference(comm, path, ranks_per_node):
             err = rel_error(grads, reference(comm.size, "average", 30 + step))
             assert err <= bound, (path, step, err)
             assert not info.nonfinite and not info.skip
+            # every rank holds the same bits (16-bit sums included: one order everywhere)
+            bits = comm.allgather(np.concatenate([g.reshape(-1) for g in grads]).tobytes())
+            assert all(b == bits[0] for b in bits), (path, step, "ranks differ")
             if comm.size > 1 and _sixteen_bits(kw, ex.group.num_nodes):
                 assert err > 0  # it really crossed in 16 bits
             else:
