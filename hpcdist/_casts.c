@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -113,6 +114,11 @@ static int has_f16c(void)
         known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     }
     return known;
+}
+static int has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
 }
 #else
 static int has_f16c(void) { return 0; }
@@ -237,6 +243,66 @@ static PyObject *py_bf16_to_f32(PyObject *self, PyObject *args)
     return run_decode(args, bf16_to_f32_loop);
 }
 
+/* The largest |x| of float32 data in one pass (NaN if any is NaN): fp16's scale. */
+static float absmax_plain(const float *s, Py_ssize_t n)
+{
+    float top = 0.0f;
+    int nan = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float a = fabsf(s[i]);
+        top = a > top ? a : top;
+        nan |= a != a;
+    }
+    return nan ? NAN : top;
+}
+
+#ifdef HAVE_X86
+__attribute__((target("avx2")))
+static float absmax_avx2(const float *s, Py_ssize_t n)
+{
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 top = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_and_ps(_mm256_loadu_ps(s + i), magnitude);
+        top = _mm256_max_ps(top, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    float lanes[8], rest = absmax_plain(s + i, n - i);
+    _mm256_storeu_ps(lanes, top);
+    if (_mm256_movemask_ps(nan) || rest != rest) return NAN;
+    for (int k = 0; k < 8; k++) rest = lanes[k] > rest ? lanes[k] : rest;
+    return rest;
+}
+#endif
+
+static float absmax_loop(const float *s, Py_ssize_t n)
+{
+#ifdef HAVE_X86
+    if (has_avx2()) return absmax_avx2(s, n);
+#endif
+    return absmax_plain(s, n);
+}
+
+static PyObject *py_f32_absmax(PyObject *self, PyObject *args)
+{
+    PyObject *src;
+    Py_buffer b;
+    float top;
+    if (!PyArg_ParseTuple(args, "O", &src)) return NULL;
+    if (PyObject_GetBuffer(src, &b, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (b.len % 4) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "hpcdist casts: absmax wants float32 data");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    top = absmax_loop(b.buf, b.len / 4);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b);
+    return PyFloat_FromDouble(top);
+}
+
 static PyObject *py_uses_f16c(PyObject *self, PyObject *args)
 {
     return PyBool_FromLong(has_f16c());
@@ -258,6 +324,7 @@ static PyMethodDef methods[] = {
     {"f16_to_f32", py_f16_to_f32, METH_VARARGS, "dst (+)= float32(src) * factor"},
     {"f32_to_bf16", py_f32_to_bf16, METH_VARARGS, "dst = bfloat16(src * scale)"},
     {"bf16_to_f32", py_bf16_to_f32, METH_VARARGS, "dst (+)= float32(src) * factor"},
+    {"f32_absmax", py_f32_absmax, METH_VARARGS, "max |x| of float32 data (nan if any nan)"},
     {"uses_f16c", py_uses_f16c, METH_NOARGS, "whether the float16 loops use F16C"},
     {"set_f16c", py_set_f16c, METH_VARARGS, "use F16C where the CPU has it (True) or not"},
     {NULL, NULL, 0, NULL},

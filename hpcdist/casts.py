@@ -2,6 +2,7 @@
 
     casts.encode(x, out, scale)           # out = 16-bit(x * scale); False: not handled here
     casts.decode(wire, out, factor, add)  # out (+)= float32(wire) * factor; False: not handled
+    casts.absmax(x)                       # max |x| in one pass (NaN if any); None: not here
     casts.AVAILABLE, casts.USES_F16C
 
 The results are bitwise numpy's (the float32 product, then round to nearest
@@ -66,3 +67,11 @@ def decode(wire, out, factor: float = 1.0, add: bool = False) -> bool:
     if cast is not None:
         cast(wire.view(np.uint16), out, float(factor), bool(add))
     return cast is not None
+
+
+def absmax(x) -> float | None:
+    """The largest magnitude of float32 array x in one pass (NaN if x holds one); None where
+    numpy has to do it."""
+    if not AVAILABLE or not _fits(x) or x.dtype != np.float32 or x.size == 0:
+        return None
+    return _casts.f32_absmax(x)

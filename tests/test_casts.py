@@ -123,3 +123,28 @@ def test_what_the_c_loops_do_not_take_goes_to_numpy():
     assert not casts.decode(out, np.empty(10, np.float64))
     with pytest.raises(ValueError, match="the lengths differ"):
         _casts.f32_to_f16(x, np.empty(9, np.uint16), 1.0)
+
+
+def test_absmax_is_the_largest_magnitude_in_one_pass():
+    x = _patterns().view(np.float32)
+    finite = x[np.isfinite(x)]
+    for a in (finite, finite[:1001], -np.abs(finite[:13]), np.float32([0.0, -0.0])):
+        want = max(abs(float(a.max())), abs(float(a.min())))
+        assert casts.absmax(a) == want
+    with_inf = finite.copy()
+    with_inf[len(with_inf) // 2] = -np.inf
+    assert casts.absmax(with_inf) == np.inf
+    for at in (0, 5, len(finite) - 3):  # a NaN in the vector part and in the tail
+        with_nan = finite.copy()
+        with_nan[at] = np.nan
+        assert np.isnan(casts.absmax(with_nan))
+    assert casts.absmax(np.zeros(0, np.float32)) is None
+    assert casts.absmax(finite.astype(np.float64)) is None
+
+
+def test_fp16_scale_is_the_same_with_and_without_the_c_loops(monkeypatch):
+    comp = Compression.get("fp16")
+    arrays = [np.float32([3.0, -70000.0]), np.float32([1e-9, 2e-9]), np.float32([np.inf, 1])]
+    fast = [comp.scale_for(a) for a in arrays]
+    monkeypatch.setattr(casts, "AVAILABLE", False)
+    assert fast == [comp.scale_for(a) for a in arrays]

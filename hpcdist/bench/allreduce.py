@@ -44,17 +44,23 @@ def raw_variants(comm, sizes):
     }
 
 
-def hpcdist_variants(comm, sizes, bucket_bytes):
+def hpcdist_variants(comm, sizes, bucket_bytes, within_node: bool = False):
+    """The exchange with each compression (16 bits within the node too with within_node: what
+    the casts cost where no link is saved) and the flat API."""
     import hpcdist
 
     rng = np.random.default_rng(comm.rank)
     variants, closers = {}, []
     for comp in ("none", "bf16", "fp16"):
-        ex = hpcdist.AllreduceExchange(comm, compression=comp, bucket_bytes=bucket_bytes)
+        forced = within_node and comp != "none"
+        ex = hpcdist.AllreduceExchange(
+            comm, compression=comp, bucket_bytes=bucket_bytes, compress_within_node=forced
+        )
         grads = ex.attach([np.empty(s, np.float32) for s in sizes])
         for g in grads:
             g[...] = rng.standard_normal(g.size).reshape(g.shape)
-        variants[f"{NONE[:-4]}{comp} (grads in window)"] = (ex.synchronize, ex)
+        where = ", 16 bits within the node" if forced else ""
+        variants[f"{NONE[:-4]}{comp} (grads in window{where})"] = (ex.synchronize, ex)
         closers.append(ex)
     inputs = [rng.standard_normal(s).astype(np.float32) for s in sizes]
     variants["hpcdist grouped_allreduce none (copy in/out)"] = (
@@ -95,13 +101,15 @@ def gloo_variant(comm, sizes):
     return run
 
 
-def bench_size(comm, names, bucket_bytes, budget_s: float, gloo: bool = True) -> list[dict]:
+def bench_size(
+    comm, names, bucket_bytes, budget_s: float, gloo: bool = True, within_node: bool = False
+) -> list[dict]:
     rows = []
     for wl in names:
         sizes = WORKLOADS[wl]()
         nbytes = 4 * sum(sizes)
         variants = {k: (v, None) for k, v in raw_variants(comm, sizes).items()}
-        more, closers = hpcdist_variants(comm, sizes, bucket_bytes)
+        more, closers = hpcdist_variants(comm, sizes, bucket_bytes, within_node)
         variants.update(more)
         run_gloo = gloo_variant(comm, sizes) if gloo else None
         if run_gloo is not None:
@@ -171,6 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--link", default="5gbit", help="the hosts' link rate (tc syntax)")
     p.add_argument("--no-gloo", action="store_true", help="leave out torch gloo")
     p.add_argument(
+        "--compress-within-node",
+        action="store_true",
+        help="bf16/fp16 in 16 bits between the ranks of a node too (the casts' cost)",
+    )
+    p.add_argument(
         "--sweep-buckets",
         default="",
         help="bucket sizes (e.g. 1e6,4e6): time AllreduceExchange none on the first workload",
@@ -203,6 +216,7 @@ def main(argv=None) -> int:
         rest += [f"--repeat={args.repeat}"] if args.repeat != 1 else []
         rest += ["--crossover"] if args.crossover else []
         rest += [f"--bucket-bytes={args.bucket_bytes}"] if args.bucket_bytes else []
+        rest += ["--compress-within-node"] if args.compress_within_node else []
         return _spawn(sizes, rest)
     import hpcdist
 
@@ -214,7 +228,14 @@ def main(argv=None) -> int:
             comm, args.workloads.split(",")[0], args.sweep_buckets, args.budget, args.repeat
         )
     names = args.workloads.split(",")
-    rows = bench_size(comm, names, args.bucket_bytes, args.budget, gloo=not args.no_gloo)
+    rows = bench_size(
+        comm,
+        names,
+        args.bucket_bytes,
+        args.budget,
+        gloo=not args.no_gloo,
+        within_node=args.compress_within_node,
+    )
     if comm.rank == 0:
         report(comm, rows, args.ranks_hint)
     return 0
@@ -230,6 +251,7 @@ def _across_hosts(args, sizes: list[int]) -> int:
     check_rate(args.link)
     rest = [f"--workloads={args.workloads}", f"--budget={args.budget}"]
     rest += [f"--bucket-bytes={args.bucket_bytes}"] if args.bucket_bytes else []
+    rest += ["--compress-within-node"] if args.compress_within_node else []
     rest += [f"--ranks-hint={args.hosts}x{per_host} hosts, {args.link} links", "--no-gloo"]
     with HostBed(args.hosts, args.link) as bed:
         cmd = bed.command(per_host, ["-m", "hpcdist.bench", "allreduce", *rest])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from .. import casts
 from ..compression import Compression, Compressor
 from ..guard import Guard
 from .buckets import ALIGN_BYTES, Bucket, BucketLayout, align
@@ -261,8 +262,9 @@ class ShmReducer:
         g = self.grads(self.me, s)
         for j in range(self.n):
             lo, hi = self.my_slice(b, j)
-            factor = inv / self.scales[b.index, 1, j]
-            np.multiply(self.wire(0, s)[lo:hi], g.dtype.type(factor), out=g[lo:hi], dtype=g.dtype)
+            factor, wire = inv / self.scales[b.index, 1, j], self.wire(0, s)[lo:hi]
+            if not casts.decode(wire, g[lo:hi], factor):  # the C loop, else numpy's cast
+                np.multiply(wire, g.dtype.type(factor), out=g[lo:hi], dtype=g.dtype)
 
     def nonfinite(self, b: Bucket, call: int) -> bool:
         return bool((self.flags[b.index, NONFINITE] == call).any())
