@@ -21,6 +21,7 @@ BENCHMARKS = {
     "parallel": "the pipeline bubble measured over K stage ranks, beside (K-1)/(M+K-1)",
     "ps": "parameter servers: shard balance, push+pull against allreduce, a slowed worker",
     "torch": "a torch model's gradient exchange and backward: hpcdist.torch against gloo, DDP",
+    "casts": "the 16-bit wire casts: hpcdist's C loops against numpy's casts",
 }
 
 
