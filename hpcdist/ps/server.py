@@ -28,6 +28,9 @@ from . import containers
 from . import transport as tp
 from .stats import ServerStats
 
+#: Elements of the mean summed at a time (1 MiB of float32: the partial sums stay in cache).
+MEAN_PIECE = 1 << 18
+
 OPTIMIZER_CLASSES = {"SGD": nn.SGD, "Momentum": nn.Momentum, "Adam": nn.Adam}
 
 
@@ -53,6 +56,13 @@ class ParameterServer:
         self.small = codec.frame(0)
         self.out = [codec.frame(n), codec.frame(n)]  # packed versions, double-buffered
         self.out_reqs: list[list] = [[], []]
+        self.slot = 0  # the output frame holding the current version
+        # Same dtype on the wire as in the sum: the shard lives in an output frame and is sent
+        # as it is, no packing copy per version (moved to the other frame only when a send
+        # of this one is still in flight as it changes).
+        self.direct = codec.compressor.wire_itemsize is None and codec.wire_dtype == codec.sum_dtype
+        if self.direct:
+            self.shard.data = self.out[0].payload
         self.other_reqs: list = []
         self.done = [False] * len(self.workers)
         self.stats = ServerStats(ps_index)
@@ -118,6 +128,7 @@ class ParameterServer:
             self.pulls.append((w, frame.get("version")))
             self._answer_pulls()
         elif kind == tp.INIT:
+            self._writable()
             self.codec.decode(frame, out=self.shard.data)
             if self.container is not None:
                 self._from_container(initial=self.fresh)  # shared variables win at the start
@@ -156,6 +167,19 @@ class ParameterServer:
     def mean_of(self, workers: list[int], weights=None) -> np.ndarray:
         """The mean of the pending gradients of `workers`, summed in worker order, into .grad."""
         g = self.shard.grad
+        if self.direct:  # in cache-sized pieces: each gradient read once, the mean written once
+            parts = [self.slots[w].payload for w in sorted(workers)]
+            inv = g.dtype.type(1.0 / len(parts))
+            for lo in range(0, g.size, MEAN_PIECE):
+                out, hi = g[lo : lo + MEAN_PIECE], lo + MEAN_PIECE
+                if len(parts) == 1:
+                    out[...] = parts[0][lo:hi]
+                else:
+                    np.add(parts[0][lo:hi], parts[1][lo:hi], out=out)
+                for p in parts[2:]:
+                    out += p[lo:hi]
+                out *= inv
+            return g
         for i, w in enumerate(sorted(workers)):
             self.codec.decode(self.slots[w], out=g, add=i > 0)
         g *= 1.0 / len(workers)
@@ -167,6 +191,7 @@ class ParameterServer:
         if self.optimizer is None:
             raise RuntimeError(f"ps task {self.index}: a gradient came before the set-up")
         self.optimizer.lr = self.schedule(self.step if at is None else at) * lr_scale
+        self._writable()
         if self.container is not None:
             self._from_container()  # what other models in the container wrote since
         self.optimizer.step()
@@ -191,24 +216,46 @@ class ParameterServer:
     def reply(self, w: int) -> None:
         """Send worker w the current version of the shard (the frame is shared: no per-worker
         fields, it may be in flight to several workers at once)."""
-        frame = self.out[self.version % 2]
+        frame = self.out[self.slot]
         req = self.port.isend_frame(frame, self.workers[w], tp.TAG_REPLY)
-        self.out_reqs[self.version % 2].append(req)
+        self.out_reqs[self.slot].append(req)
         self.rule.on_reply(w)
         self.stats.bytes_out += frame.nbytes
 
     def _pack(self) -> None:
-        """Write the current version into its output frame (waits for that frame's old sends)."""
-        slot = self.version % 2
+        """Write the current version into its output frame (waits for that frame's old sends);
+        direct: the values are there already, only the header is new."""
+        if self.direct:
+            self._writable()
+            self.out[self.slot].set(kind=tp.PARAMS, version=self.version, flags=self.rule.flags)
+            return
+        self.slot = self.version % 2
+        self._wait_sends(self.slot)
+        frame = self.out[self.slot]
+        scale = self.codec.encode_into(frame, self.shard.data)
+        frame.set(kind=tp.PARAMS, version=self.version, scale=scale, flags=self.rule.flags)
+
+    def _wait_sends(self, slot: int) -> None:
+        """Until output frame `slot` is no longer being sent (the deadline ends the job)."""
         deadline = Deadline(self.timeout)
         while not tp.MPI.Request.Testall(self.out_reqs[slot]):
             if deadline.expired():
-                self.abort(f"sending version {self.version - 2} to the workers")
+                self.abort(f"the workers to take an earlier version than {self.version}")
             deadline.pause()
         self.out_reqs[slot] = []
-        frame = self.out[slot]
-        scale = self.codec.encode_into(frame, self.shard.data)
-        frame.set(kind=tp.PARAMS, version=self.version, scale=scale, flags=self.rule.flags)
+
+    def _writable(self) -> None:
+        """Before the shard (direct: an output frame) changes: if a send of that frame is
+        still in flight, move the values to the other frame, once its own sends are done."""
+        if not self.direct:
+            return
+        if tp.MPI.Request.Testall(self.out_reqs[self.slot]):
+            self.out_reqs[self.slot] = []
+            return
+        other = 1 - self.slot
+        self._wait_sends(other)
+        self.out[other].payload[...] = self.shard.data
+        self.shard.data, self.slot = self.out[other].payload, other
 
     def _finish_sends(self) -> None:
         deadline = Deadline(self.timeout)
