@@ -4,6 +4,8 @@
     containers.get("shared")      # the Container of that name (made on first use)
     containers.reset("shared")    # clear its values and shapes
     containers.names()
+    binding = containers.Binding(box, [(key, lo, hi), ...])  # a model's pieces (server.py)
+    binding.refresh(shard); binding.store(shard)             # before / after an update
 
 A model's exchange names its container (`PsSyncExchange(roles, container="shared")`).
 A variable is one piece of a tensor on this task, keyed (name, shape, lo, hi). The
@@ -70,6 +72,33 @@ class Container:
 
     def __len__(self) -> int:
         return sum(v is not None for v in self.values.values())
+
+
+class Binding:
+    """One model's pieces on this ps task, bound to a container (what ps/server.py calls).
+
+    variables: (key, lo, hi) per piece, [lo, hi) its elements in the server's flat shard.
+    The binding remembers the stamp it last synced of each piece, so `refresh` copies in only
+    what another model wrote since."""
+
+    def __init__(self, container: Container, variables: list[tuple]):
+        self.container, self.variables = container, list(variables)
+        self.seen: list[int | None] = [None] * len(self.variables)
+        for key, _, _ in self.variables:
+            container.reserve(key)
+
+    def refresh(self, shard: np.ndarray, initial: bool = False) -> None:
+        """Copy in each stored piece another model wrote since (initial: every stored one)."""
+        for i, (key, lo, hi) in enumerate(self.variables):
+            stamp = self.container.stamp(key)
+            if stamp is not None and (initial or stamp != self.seen[i]):
+                self.seen[i] = self.container.take(key, shard[lo:hi])
+
+    def store(self, shard: np.ndarray, only_new: bool = False) -> None:
+        """Write the pieces back (only_new: those the container holds no value of)."""
+        for i, (key, lo, hi) in enumerate(self.variables):
+            if not only_new or self.container.stamp(key) is None:
+                self.seen[i] = self.container.put(key, shard[lo:hi])
 
 
 def get(name: str) -> Container:

@@ -41,7 +41,7 @@ class ParameterServer:
         self, port, plan, ps_index, worker_ranks, rule, codec, *, timeout, container=None, names=()
     ):
         self.port, self.plan, self.index = port, plan, ps_index
-        self.container, self.names, self.fresh = container, list(names), True
+        self.names, self.fresh = list(names), True
         self.workers = list(worker_ranks)  # world rank of worker task w
         self.rule, self.codec, self.timeout = rule, codec, timeout
         self.pieces = plan.pieces_of(ps_index)
@@ -66,14 +66,12 @@ class ParameterServer:
         self.other_reqs: list = []
         self.done = [False] * len(self.workers)
         self.stats = ServerStats(ps_index)
-        # (container key, lo, hi in the shard) of each piece, and the stamp last synced
-        self.variables = [
-            (key, lo, hi) for key, (lo, hi) in zip(self._keys(), self._offsets(), strict=True)
-        ]
-        self.seen: list[int | None] = [None] * len(self.variables)
+        self.box = None  # this model's pieces bound to its container (containers.py)
         if container is not None:
-            for key, _, _ in self.variables:
-                container.reserve(key)
+            pieces = [
+                (k, lo, hi) for k, (lo, hi) in zip(self._keys(), self._offsets(), strict=True)
+            ]
+            self.box = containers.Binding(container, pieces)
         rule.bind(self)
 
     # --- the loop ---------------------------------------------------------------
@@ -106,10 +104,8 @@ class ParameterServer:
     def finish(self) -> dict:
         """Wait for the last sends; put back pieces a reset took away; this task's statistics."""
         self._finish_sends()
-        if self.container is not None:  # the next model in this container starts here
-            for key, lo, hi in self.variables:
-                if self.container.stamp(key) is None:
-                    self.container.put(key, self.shard.data[lo:hi])
+        if self.box is not None:  # the next model in this container starts here
+            self.box.store(self.shard.data, only_new=True)  # what a reset took away
         return self.stats.as_dict()
 
     def _handle(self, msg, status) -> None:
@@ -130,9 +126,9 @@ class ParameterServer:
         elif kind == tp.INIT:
             self._writable()
             self.codec.decode(frame, out=self.shard.data)
-            if self.container is not None:
-                self._from_container(initial=self.fresh)  # shared variables win at the start
-                self._to_container(only_new=self.fresh)  # a restored state is the model's
+            if self.box is not None:
+                self.box.refresh(self.shard.data, initial=self.fresh)  # shared values win first
+                self.box.store(self.shard.data, only_new=self.fresh)  # a restored state is ours
             self.fresh = False
             self._pack()
         elif kind == tp.DONE:
@@ -192,11 +188,11 @@ class ParameterServer:
             raise RuntimeError(f"ps task {self.index}: a gradient came before the set-up")
         self.optimizer.lr = self.schedule(self.step if at is None else at) * lr_scale
         self._writable()
-        if self.container is not None:
-            self._from_container()  # what other models in the container wrote since
+        if self.box is not None:
+            self.box.refresh(self.shard.data)  # what other models in the container wrote since
         self.optimizer.step()
-        if self.container is not None:
-            self._to_container()
+        if self.box is not None:
+            self.box.store(self.shard.data)
         self.step += 1
         self.stats.updates += 1
         self.skip()
@@ -295,21 +291,6 @@ class ParameterServer:
         self.optimizer = opt
         self.rule.on_setup(request)
         self._pack()
-
-    # --- the container -----------------------------------------------------------------
-    def _from_container(self, initial: bool = False) -> None:
-        """Copy in each stored piece another model wrote since this server last synced it
-        (initial: every stored piece)."""
-        for i, (key, lo, hi) in enumerate(self.variables):
-            stamp = self.container.stamp(key)
-            if stamp is not None and (initial or stamp != self.seen[i]):
-                self.seen[i] = self.container.take(key, self.shard.data[lo:hi])
-
-    def _to_container(self, only_new: bool = False) -> None:
-        """Write the pieces back (only_new: those the container has no value of)."""
-        for i, (key, lo, hi) in enumerate(self.variables):
-            if not only_new or self.container.stamp(key) is None:
-                self.seen[i] = self.container.put(key, self.shard.data[lo:hi])
 
     def _offsets(self) -> list[tuple[int, int]]:
         out, pos = [], 0
