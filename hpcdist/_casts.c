@@ -117,8 +117,12 @@ static int has_f16c(void)
 }
 static int has_avx2(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
+    static int avx2 = -1;
+    if (avx2 < 0) {
+        __builtin_cpu_init();
+        avx2 = __builtin_cpu_supports("avx2");
+    }
+    return avx2;
 }
 #else
 static int has_f16c(void) { return 0; }

@@ -42,20 +42,20 @@ def _fits(a) -> bool:
     return isinstance(a, np.ndarray) and a.flags.c_contiguous
 
 
-def _loop(a, b, wide, narrow, names):
-    """The C cast for arrays `a` -> `b` (`wide` the float32 one, `narrow` the 16-bit one),
-    or None where numpy has to do it."""
-    kind = _kind(getattr(narrow, "dtype", None) or np.float64)
-    if not AVAILABLE or kind is None or not (_fits(a) and _fits(b)):
+def _loop(wide, narrow, names):
+    """The C cast between `wide` (float32) and `narrow` (16 bits), or None where numpy has
+    to do it (no extension, another dtype, a strided view, different shapes)."""
+    if not AVAILABLE or not (_fits(wide) and _fits(narrow)) or wide.shape != narrow.shape:
         return None
-    if wide.dtype != np.float32 or a.shape != b.shape:
+    kind = _kind(narrow.dtype)
+    if kind is None or wide.dtype != np.float32:
         return None
     return getattr(_casts, names[kind])
 
 
 def encode(x, out, scale: float = 1.0) -> bool:
     """out[...] = x * scale in out's 16-bit dtype; False (nothing done) if not handled here."""
-    cast = _loop(x, out, x, out, {"f16": "f32_to_f16", "bf16": "f32_to_bf16"})
+    cast = _loop(x, out, {"f16": "f32_to_f16", "bf16": "f32_to_bf16"})
     if cast is not None:
         cast(x, out.view(np.uint16), float(scale))
     return cast is not None
@@ -63,7 +63,7 @@ def encode(x, out, scale: float = 1.0) -> bool:
 
 def decode(wire, out, factor: float = 1.0, add: bool = False) -> bool:
     """out[...] = wire * factor in float32 (or out += it); False if not handled here."""
-    cast = _loop(wire, out, out, wire, {"f16": "f16_to_f32", "bf16": "bf16_to_f32"})
+    cast = _loop(out, wire, {"f16": "f16_to_f32", "bf16": "bf16_to_f32"})
     if cast is not None:
         cast(wire.view(np.uint16), out, float(factor), bool(add))
     return cast is not None
