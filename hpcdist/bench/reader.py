@@ -170,5 +170,5 @@ def _report(args, size: int, raws, runs: dict, used: dict, firsts: dict) -> None
         best_pipe = max(n / s for s, n, _ in pipes)
         print(
             f"best: raw {best_raw / 1e6:.3f} M samples/s, pipeline ({name}) {best_pipe / 1e6:.3f} "
-            f"M samples/s, ratio {best_pipe / best_raw:.2f}; first epoch {firsts[name]:.2f} s"
+            f"M samples/s, ratio {best_pipe / best_raw:.2f}; first epoch {firsts[name]:.3f} s"
         )

@@ -80,7 +80,7 @@ def test_reader_table_figures_agree(comm, capsys):
         assert best[2] == lines[i].split("=")[1].split()[0]
         _assert_max(best[3], [r[4] for r in rows])
         assert_quotient(best[4], best[3], best[1])
-        assert value(best[5]) > 0
+        assert value(best[5]) >= 0  # a few ms on warm tiny shards: 0.000 is a true reading
         raws += [r[2] for r in rows]
     _assert_max(best[1], raws)  # the raw reads are shared by both sections
 

@@ -1,4 +1,5 @@
-"""A rank stopped (SIGSTOP) anywhere in training ends the job within the deadline plus 10 s,
+"""A rank stopped (SIGSTOP) anywhere in training ends the job within twice the deadline plus
+10 s (the deadline, then rank 0 waits up to one more for the others' arrival reports),
 named, at 3 and 4 ranks; no checkpoint is lost and nothing hpcdist made is left behind."""
 
 import subprocess
@@ -55,7 +56,9 @@ def test_stopped_rank_ends_the_job_named(where, n, awaited, tmp_path, cache):
     ended = time.time()
     assert f"rank {victim}: stopping itself ({where.split(':')[0]}" in res.stdout, res.output
     assert res.returncode != 0
-    assert ended - float(stamp.read_text()) < DEADLINE + 10, res.output[-3000:]
+    # The deadline, the diagnosis (rank 0 waits up to one more deadline for the reports of
+    # ranks that time out later than it), then the abort's teardown: 11 s here, 16 s seen in CI.
+    assert ended - float(stamp.read_text()) < 2 * DEADLINE + 10, res.output[-3000:]
     assert f"rank(s) [{victim}] of {n} never arrived" in res.stderr, res.stderr[-3000:]
     assert awaited in res.stderr, res.stderr[-3000:]
     assert "without a word" not in res.stderr  # the abort explained itself: no watcher spoke
